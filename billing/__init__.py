@@ -1,0 +1,1 @@
+"""Plans, usage metering, quotas and invoices (filled by the billing issue)."""

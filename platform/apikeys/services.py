@@ -1,0 +1,119 @@
+"""API key lifecycle: create (secret returned once), authenticate, revoke."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apikeys.models import ApiKey, Scope
+from audit.services import record
+from core.errors import Conflict, InvalidInput
+from organizations.models import Organization, Role
+from organizations.services import require_role
+
+if TYPE_CHECKING:
+    from accounts.models import User
+    from projects.models import Project
+
+_PREFIX_BYTES = 6  # 8 url-safe characters: lookup id, not a secret
+_SECRET_BYTES = 32  # 256 bits of entropy, so an unsalted SHA-256 is safe to store
+# Writing last_used_at on every request would turn each read into a write.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    api_key: ApiKey
+    secret: str  # the full key; shown to the user once, never stored
+
+
+def hash_secret(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def _new_prefix() -> str:
+    # No '_' inside the prefix, so the key splits unambiguously.
+    while True:
+        prefix = secrets.token_urlsafe(_PREFIX_BYTES).replace("_", "x").replace("-", "y")
+        if not ApiKey.objects.filter(prefix=prefix).exists():
+            return prefix
+
+
+@transaction.atomic
+def create_api_key(
+    *, actor: User, organization: Organization, name: str, scope: str = Scope.WRITE,
+    project: Project | None = None, expires_at: datetime | None = None,
+) -> IssuedKey:
+    require_role(actor, organization, Role.ADMIN)
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("Give the key a name so you can recognise it later.", code="name_required")
+    if scope not in Scope.values:
+        raise InvalidInput(f"Scope must be one of {', '.join(Scope.values)}.", code="invalid_scope")
+    if project is not None and project.organization_id != organization.pk:
+        raise InvalidInput("That project is not in this organization.", code="invalid_project")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidInput("The expiry date must be in the future.", code="invalid_expiry")
+    prefix = _new_prefix()
+    raw_key = f"{settings.API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(_SECRET_BYTES)}"
+    api_key = ApiKey.objects.create(
+        organization=organization, project=project, name=name, scope=scope, prefix=prefix,
+        secret_hash=hash_secret(raw_key), created_by=actor, expires_at=expires_at,
+    )
+    record(
+        "api_key.created", organization=organization, actor=actor, target=api_key, name=name, scope=scope,
+        project=str(project.pk) if project else None, prefix=prefix,
+    )
+    return IssuedKey(api_key=api_key, secret=raw_key)
+
+
+def parse_key(raw_key: str) -> str | None:
+    """Return the lookup prefix of a well-formed key, else None."""
+    if not raw_key.startswith(settings.API_KEY_PREFIX):
+        return None
+    prefix, sep, secret = raw_key[len(settings.API_KEY_PREFIX):].partition("_")
+    if not sep or not prefix or not secret or len(prefix) > 16:
+        return None
+    return prefix
+
+
+def authenticate_key(raw_key: str) -> ApiKey | None:
+    """The active key matching ``raw_key``, or None. Revocation is read from the DB on every call."""
+    prefix = parse_key(raw_key)
+    if prefix is None:
+        return None
+    api_key = (
+        ApiKey.objects.active().select_related("organization", "project", "created_by").filter(prefix=prefix).first()
+    )
+    if api_key is None or not hmac.compare_digest(api_key.secret_hash, hash_secret(raw_key)):
+        return None
+    _touch(api_key)
+    return api_key
+
+
+def _touch(api_key: ApiKey) -> None:
+    now = timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+
+
+@transaction.atomic
+def revoke_api_key(*, actor: User, api_key: ApiKey) -> ApiKey:
+    require_role(actor, api_key.organization, Role.ADMIN)
+    api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if api_key.revoked_at is not None:
+        raise Conflict("This key is already revoked.", code="already_revoked")
+    api_key.revoked_at = timezone.now()
+    api_key.revoked_by = actor
+    api_key.save(update_fields=["revoked_at", "revoked_by"])
+    record("api_key.revoked", organization=api_key.organization, actor=actor, target=api_key, prefix=api_key.prefix)
+    return api_key

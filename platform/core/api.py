@@ -1,0 +1,154 @@
+"""Shared API machinery: the tenant-scoped base viewset, role permission and error format."""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from typing import Any, ClassVar
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
+from django.http import Http404
+from rest_framework import exceptions, permissions, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from core.errors import DomainError
+from core.tenancy import Tenant, resolve_tenant
+from organizations.models import Role
+
+logger = logging.getLogger(__name__)
+
+SAFE_ACTIONS = frozenset({"list", "retrieve", "metadata"})
+
+
+def _flatten_field_errors(data: Any) -> dict[str, list[str]]:
+    if isinstance(data, dict):
+        return {str(k): [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in data.items()}
+    return {"non_field_errors": [str(m) for m in (data if isinstance(data, list) else [data])]}
+
+
+def _first_message(fields: dict[str, list[str]]) -> str:
+    for field, messages in fields.items():
+        if messages:
+            return messages[0] if field == "non_field_errors" else f"{field}: {messages[0]}"
+    return "Invalid input."
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Every API error is ``{"code": ..., "detail": ...}``, plus ``fields`` for validation errors."""
+    if isinstance(exc, DomainError):
+        return Response({"code": exc.code, "detail": exc.detail}, status=exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    if isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _flatten_field_errors(exc.detail)
+        response.data = {"code": "invalid", "detail": _first_message(fields), "fields": fields}
+    elif isinstance(exc, exceptions.APIException):
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else "error"
+        response.data = {"code": code, "detail": str(exc.detail)}
+    return response
+
+
+class HasTenantRole(permissions.BasePermission):
+    """The caller's organization role (or key scope) must reach the view's required role."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        tenant = view.tenant
+        required = view.required_role()
+        if not tenant.has_role(required):
+            raise exceptions.PermissionDenied(
+                f"This needs the {required.label.lower()} role or higher"
+                + (" (a read-only key cannot write)." if tenant.api_key and tenant.role == Role.VIEWER else ".")
+            )
+        if tenant.api_key is not None and required.at_least(Role.ADMIN):
+            raise exceptions.PermissionDenied(
+                "API keys cannot manage members or keys; an organization admin does that in the dashboard."
+            )
+        return True
+
+
+class TenantViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """Base for every tenant-owned resource.
+
+    ``get_queryset`` always filters by the caller's organization (and project,
+    for project-restricted keys). Subclasses narrow the base queryset through
+    ``get_base_queryset`` and cannot override ``get_queryset``/``get_object``:
+    defining either raises at import time. Another organization's object is
+    therefore simply absent: a 404, never a 403 that confirms it exists.
+    """
+
+    permission_classes = (permissions.IsAuthenticated, HasTenantRole)
+    #: Lookup path from the model to its organization.
+    organization_field: ClassVar[str] = "organization"
+    #: Lookup path from the model to its project, or None for organization-level resources,
+    #: which project-restricted keys may not touch at all.
+    project_field: ClassVar[str | None] = None
+    read_role: ClassVar[Role] = Role.VIEWER
+    write_role: ClassVar[Role] = Role.EDITOR
+    #: Per-action overrides, e.g. {"destroy": Role.ADMIN}.
+    action_roles: ClassVar[dict[str, Role]] = {}
+
+    _SEALED = ("get_queryset", "get_object", "tenant")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in cls._SEALED:
+            if name in cls.__dict__:
+                raise TypeError(
+                    f"{cls.__name__} overrides {name}; tenant scoping lives in TenantViewSet. "
+                    "Narrow the queryset in get_base_queryset() instead."
+                )
+
+    @cached_property
+    def tenant(self) -> Tenant:
+        """Resolved on first use, which is HasTenantRole, right after authentication."""
+        tenant = resolve_tenant(self.request)
+        if tenant is None:
+            raise exceptions.PermissionDenied("You do not belong to any organization yet; create one first.")
+        if tenant.project_id is not None and self.project_field is None:
+            raise exceptions.PermissionDenied(
+                "This API key is restricted to one project and cannot reach this resource."
+            )
+        return tenant
+
+    def required_role(self) -> Role:
+        if self.action in self.action_roles:
+            return self.action_roles[self.action]
+        return self.read_role if self.action in SAFE_ACTIONS or self.request.method in permissions.SAFE_METHODS else self.write_role
+
+    def get_base_queryset(self) -> QuerySet[Any]:
+        assert self.queryset is not None, f"{type(self).__name__} needs a queryset"
+        return self.queryset.all()
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no caller
+            return self.get_base_queryset().none()
+        tenant: Tenant = self.tenant
+        queryset = self.get_base_queryset().filter(**{self.organization_field: tenant.organization})
+        if tenant.project_id is not None:
+            assert self.project_field is not None
+            queryset = queryset.filter(**{self.project_field: tenant.project_id})
+        return queryset
+
+    @property
+    def actor(self) -> Any:
+        """The user behind the request, or None for API keys."""
+        return self.tenant.user
+
+    def audit_context(self) -> dict[str, Any]:
+        return {"actor": self.tenant.user, "api_key": self.tenant.api_key}
+
+
+def no_content() -> Response:
+    return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils.text import slugify
+
+from core.errors import Conflict, InvalidInput
+from organizations.models import Organization
+from projects.models import Project
+
+if TYPE_CHECKING:
+    from accounts.models import User
+
+_LANGUAGES = {code for code, _ in settings.CONTENT_LANGUAGES}
+
+
+def _validated(fields: dict[str, Any]) -> dict[str, Any]:
+    if "name" in fields:
+        fields["name"] = (fields["name"] or "").strip()
+        if not fields["name"]:
+            raise InvalidInput("A project needs a name.", code="name_required")
+    if "slug" in fields and fields["slug"] is not None:
+        fields["slug"] = slugify(fields["slug"])
+        if not fields["slug"]:
+            raise InvalidInput("The slug must contain letters or digits.", code="invalid_slug")
+    if "default_language" in fields and fields["default_language"] not in _LANGUAGES:
+        raise InvalidInput(f"Unknown language {fields['default_language']!r}.", code="invalid_language")
+    return fields
+
+
+def _save(project: Project, update_fields: list[str] | None = None) -> Project:
+    try:
+        with transaction.atomic():
+            project.save(update_fields=update_fields)
+    except IntegrityError:
+        raise Conflict(f"A project with the slug {project.slug!r} already exists.", code="slug_taken") from None
+    return project
+
+
+@transaction.atomic
+def create_project(
+    *, actor: User | None, organization: Organization, name: str, slug: str | None = None,
+    description: str = "", default_language: str = "en",
+) -> Project:
+    """Create a project. Role checks happen at the edge (session role or API key scope)."""
+    fields = _validated(
+        {"name": name, "slug": slug, "description": description or "", "default_language": default_language}
+    )
+    if not fields["slug"]:
+        fields["slug"] = _free_slug(organization, slugify(fields["name"])[:120] or "project")
+    project = Project(organization=organization, created_by=actor, **fields)
+    return _save(project)
+
+
+def _free_slug(organization: Organization, base: str) -> str:
+    slug, n = base, 1
+    while Project.objects.filter(organization=organization, slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+@transaction.atomic
+def update_project(*, actor: User | None, project: Project, **changes: Any) -> Project:
+    allowed = {"name", "slug", "description", "default_language"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise InvalidInput(f"Cannot change {', '.join(sorted(unknown))}.", code="invalid_field")
+    changes = _validated(changes)
+    for field, value in changes.items():
+        setattr(project, field, value)
+    return _save(project, update_fields=[*changes, "updated_at"])
+
+
+@transaction.atomic
+def delete_project(*, actor: User | None, project: Project) -> None:
+    project.delete()

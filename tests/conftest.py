@@ -1,0 +1,91 @@
+"""The standard cast: an owner, admin, editor and viewer of Acme, and an outsider from Globex."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts.models import User
+from apikeys.models import ApiKey
+from apikeys.services import create_api_key
+from organizations.models import Organization, Role
+from projects.models import Project
+from tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory, UserFactory
+
+
+@dataclass
+class Cast:
+    org: Organization
+    owner: User
+    admin: User
+    editor: User
+    viewer: User
+    project: Project
+    sibling_project: Project
+    outsider_org: Organization
+    outsider: User
+    outsider_project: Project
+
+
+@pytest.fixture
+def cast(db: None) -> Cast:
+    org = OrganizationFactory(name="Acme", slug="acme")
+    users = {}
+    for role in (Role.OWNER, Role.ADMIN, Role.EDITOR, Role.VIEWER):
+        users[role] = UserFactory(email=f"{role.value}@acme.test")
+        MembershipFactory(organization=org, user=users[role], role=role)
+    outsider_org = OrganizationFactory(name="Globex", slug="globex")
+    outsider = UserFactory(email="outsider@globex.test")
+    MembershipFactory(organization=outsider_org, user=outsider, role=Role.OWNER)
+    return Cast(
+        org=org,
+        owner=users[Role.OWNER],
+        admin=users[Role.ADMIN],
+        editor=users[Role.EDITOR],
+        viewer=users[Role.VIEWER],
+        project=ProjectFactory(organization=org, name="Spring", slug="spring"),
+        sibling_project=ProjectFactory(organization=org, name="Autumn", slug="autumn"),
+        outsider_org=outsider_org,
+        outsider=outsider,
+        outsider_project=ProjectFactory(organization=outsider_org, name="Secret", slug="secret"),
+    )
+
+
+@pytest.fixture
+def client_for() -> Callable[[User], APIClient]:
+    """An API client signed in (session) as the given user."""
+
+    def make(user: User) -> APIClient:
+        client = APIClient()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def key_for(cast: Cast) -> Callable[..., tuple[APIClient, ApiKey, str]]:
+    """An API client authenticated with a fresh key of the cast's organization."""
+
+    def make(
+        scope: str = "write", project: Project | None = None, org: Organization | None = None,
+        admin: User | None = None,
+    ) -> tuple[APIClient, ApiKey, str]:
+        issued = create_api_key(
+            actor=admin or cast.owner, organization=org or cast.org, name=f"{scope} key", scope=scope,
+            project=project,
+        )
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
+        return client, issued.api_key, issued.secret
+
+    return make
+
+
+@pytest.fixture
+def outsider_key(cast: Cast, key_for: Callable[..., tuple[APIClient, ApiKey, str]]) -> APIClient:
+    client, _, _ = key_for(org=cast.outsider_org, admin=cast.outsider)
+    return client

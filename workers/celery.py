@@ -1,0 +1,90 @@
+"""The Celery application.
+
+Run a worker with ``celery -A workers worker -Q generation,recommendation,default``.
+Reliability settings: a task is acknowledged only after it finishes
+(``acks_late``) and is put back when its worker process dies
+(``task_reject_on_worker_lost``); each worker process reserves one task at a
+time (prefetch 1) so a long generation job never holds others hostage; and the
+hard time limit stays below Redis' ``visibility_timeout`` so a running task is
+never handed to a second worker.
+"""
+
+from __future__ import annotations
+
+import os
+
+import srcroot  # noqa: F401  (platform/ on sys.path before Django settings load)
+from celery import Celery, bootsteps
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+
+from django.conf import settings  # noqa: E402
+
+QUEUES = ("generation", "recommendation", "default")
+
+
+def broker_url(redis_url: str) -> str:
+    """Kombu spells Redis-over-unix-socket ``redis+socket://``; redis-py spells it ``unix://``."""
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url[len("unix://"):]
+    return redis_url
+
+
+app = Celery("loom")
+app.conf.update(
+    broker_url=broker_url(settings.CELERY_BROKER_URL),
+    broker_connection_retry_on_startup=True,
+    broker_transport_options={"visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT_S},
+    task_queues=[Queue(name) for name in QUEUES],
+    task_default_queue="default",
+    task_routes={
+        "generation.*": {"queue": "generation"},
+        "recommendations.*": {"queue": "recommendation"},
+    },
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_time_limit=settings.CELERY_TASK_TIME_LIMIT_S,
+    task_soft_time_limit=max(settings.CELERY_TASK_TIME_LIMIT_S - 60, 1),
+    task_ignore_result=True,
+    result_backend=broker_url(settings.REDIS_URL),
+    result_expires=3600,
+    task_serializer="json",
+    accept_content=["json"],
+    worker_hijack_root_logger=False,
+    worker_send_task_events=False,
+    timezone="UTC",
+)
+app.autodiscover_tasks(["workers"], related_name="tasks")
+app.autodiscover_tasks()
+
+
+class Heartbeat(bootsteps.StartStopStep):
+    """Writes this worker's heartbeat from the worker's own timer.
+
+    The timer runs in the parent process, so a child busy with a long job does
+    not make a healthy worker look dead.
+    """
+
+    requires = {"celery.worker.components:Timer"}
+
+    def start(self, worker: object) -> None:
+        from workers.heartbeat import beat
+
+        hostname = worker.hostname  # type: ignore[attr-defined]
+        queues = sorted(q.name for q in app.amqp.queues.consume_from.values()) if app.amqp.queues.consume_from else []
+        beat(hostname, queues)
+        self.tref = worker.timer.call_repeatedly(  # type: ignore[attr-defined]
+            settings.WORKER_HEARTBEAT_INTERVAL_S, beat, (hostname, queues), priority=10
+        )
+
+    def stop(self, worker: object) -> None:
+        from workers.heartbeat import forget
+
+        if getattr(self, "tref", None) is not None:
+            self.tref.cancel()
+        forget(worker.hostname)  # type: ignore[attr-defined]
+
+
+app.steps["worker"].add(Heartbeat)
