@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -89,3 +93,51 @@ def key_for(cast: Cast) -> Callable[..., tuple[APIClient, ApiKey, str]]:
 def outsider_key(cast: Cast, key_for: Callable[..., tuple[APIClient, ApiKey, str]]) -> APIClient:
     client, _, _ = key_for(org=cast.outsider_org, admin=cast.outsider)
     return client
+
+
+def _test_database_url() -> str:
+    """settings.DATABASE_URL pointed at the test database pytest-django created."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from django.conf import settings
+    from django.db import connection
+
+    parts = urlsplit(settings.DATABASE_URL)
+    return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup: None, django_db_blocker: object) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process on the test database and Redis, for the whole session."""
+    from django.conf import settings
+
+    from srcroot import REPO_ROOT
+    from workers.heartbeat import live_workers
+
+    hostname = f"pytest-{os.getpid()}@localhost"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": _test_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = open(REPO_ROOT / "var" / "test-worker.log", "wb")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "workers", "worker", "--queues", "generation,recommendation,default",
+         "--concurrency", "1", "--hostname", hostname, "--without-mingle", "--without-gossip", "--loglevel", "INFO"],
+        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while hostname not in live_workers():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"test worker did not start; see {log.name}")
+        time.sleep(0.2)
+    yield process
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()

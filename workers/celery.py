@@ -35,7 +35,11 @@ app = Celery("loom")
 app.conf.update(
     broker_url=broker_url(settings.CELERY_BROKER_URL),
     broker_connection_retry_on_startup=True,
-    broker_transport_options={"visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT_S},
+    broker_transport_options={
+        "visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT_S,
+        # Lets a test run share a Redis server with a running platform without stealing its tasks.
+        "global_keyprefix": settings.CELERY_KEY_PREFIX,
+    },
     task_queues=[Queue(name) for name in QUEUES],
     task_default_queue="default",
     task_routes={

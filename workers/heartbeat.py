@@ -8,7 +8,10 @@ import time
 import redis
 from django.conf import settings
 
-_KEY_PREFIX = "loom:worker-heartbeat:"
+
+def _key_prefix() -> str:
+    # Namespaced like the cache, so a test run never counts a developer's running worker.
+    return f"{settings.CACHES['default'].get('KEY_PREFIX', 'loom')}:worker-heartbeat:"
 
 
 def _client() -> redis.Redis:
@@ -17,14 +20,14 @@ def _client() -> redis.Redis:
 
 def beat(hostname: str, queues: list[str]) -> None:
     payload = json.dumps({"hostname": hostname, "queues": queues, "at": time.time()})
-    _client().set(_KEY_PREFIX + hostname, payload, ex=settings.WORKER_HEARTBEAT_TTL_S)
+    _client().set(_key_prefix() + hostname, payload, ex=settings.WORKER_HEARTBEAT_TTL_S)
 
 
 def forget(hostname: str) -> None:
-    _client().delete(_KEY_PREFIX + hostname)
+    _client().delete(_key_prefix() + hostname)
 
 
 def live_workers() -> list[str]:
     """Hostnames of workers whose heartbeat has not expired. Raises on Redis errors."""
-    client = _client()
-    return [key.decode()[len(_KEY_PREFIX):] for key in client.scan_iter(match=_KEY_PREFIX + "*", count=100)]
+    prefix = _key_prefix()
+    return [key.decode()[len(prefix):] for key in _client().scan_iter(match=prefix + "*", count=100)]

@@ -28,6 +28,7 @@ _ROLE_RANK = {Role.VIEWER: 0, Role.EDITOR: 1, Role.ADMIN: 2, Role.OWNER: 3}
 
 #: Roles an invitation or a role change may grant; ownership moves only by transfer.
 ASSIGNABLE_ROLES = (Role.ADMIN, Role.EDITOR, Role.VIEWER)
+ASSIGNABLE_ROLE_CHOICES = [(r.value, r.label) for r in ASSIGNABLE_ROLES]
 
 INVITATION_LIFETIME = timedelta(days=7)
 
@@ -87,7 +88,7 @@ class Invitation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
     email = models.EmailField()
-    role = models.CharField(max_length=16, choices=[(r.value, r.label) for r in ASSIGNABLE_ROLES])
+    role = models.CharField(max_length=16, choices=ASSIGNABLE_ROLE_CHOICES)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     invited_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"

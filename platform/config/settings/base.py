@@ -11,6 +11,8 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+import dj_database_url
+
 from config import local_services
 from config.env import env
 from srcroot import REPO_ROOT
@@ -93,7 +95,7 @@ TEMPLATES = [
 # --- Servers -------------------------------------------------------------------------------
 
 DATABASE_URL = env.str("DATABASE_URL", default="") or local_services.postgres_url()
-DATABASES = {"default": env.dj_db_url("DATABASE_URL", default=DATABASE_URL)}
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -175,6 +177,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "organizations.models.Role.choices",
+        "AssignableRoleEnum": "organizations.models.ASSIGNABLE_ROLE_CHOICES",
+    },
 }
 
 # --- Celery --------------------------------------------------------------------------------
@@ -186,6 +192,7 @@ CELERY_TASK_TIME_LIMIT_S = env.int("CELERY_TASK_TIME_LIMIT_S", default=30 * 60)
 CELERY_VISIBILITY_TIMEOUT_S = env.int("CELERY_VISIBILITY_TIMEOUT_S", default=2 * 60 * 60)
 if CELERY_TASK_TIME_LIMIT_S >= CELERY_VISIBILITY_TIMEOUT_S:
     raise ValueError("CELERY_TASK_TIME_LIMIT_S must be below CELERY_VISIBILITY_TIMEOUT_S")
+CELERY_KEY_PREFIX = env.str("CELERY_KEY_PREFIX", default="")
 WORKER_HEARTBEAT_INTERVAL_S = 10
 WORKER_HEARTBEAT_TTL_S = 30
 

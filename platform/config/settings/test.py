@@ -13,4 +13,5 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 ACCOUNT_RATE_LIMITS = False
+CELERY_KEY_PREFIX = "loom-test:"
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from organizations.models import ASSIGNABLE_ROLES, Invitation, Membership, Organization
+from organizations.models import ASSIGNABLE_ROLE_CHOICES, Invitation, Membership, Organization
 
-ROLE_CHOICES = [r.value for r in ASSIGNABLE_ROLES]
+ROLE_CHOICES = ASSIGNABLE_ROLE_CHOICES
 
 
 class OrganizationSerializer(serializers.ModelSerializer[Organization]):

@@ -1,0 +1,18 @@
+"""Gunicorn settings (``gunicorn -c platform/config/gunicorn.py config.wsgi:application``)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import srcroot  # noqa: F401  (platform/ on sys.path so config.wsgi imports)
+
+# Not PORT: honcho assigns PORT=5000 to every process it starts.
+bind = os.environ.get("WEB_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 8)))
+threads = int(os.environ.get("WEB_THREADS", "2"))
+timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
+accesslog = "-"
+# %(U)s is the path without the query string: a credential someone put in a URL never reaches the log.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss "%(a)s"'
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
