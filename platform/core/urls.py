@@ -1,8 +1,14 @@
+"""The server-rendered dashboard. Every page below is scoped to the user's current organization."""
+
 from __future__ import annotations
 
-from django.urls import path
-from django.views.generic import TemplateView
+from django.urls import include, path
+
+from core import views
 
 urlpatterns = [
-    path("", TemplateView.as_view(template_name="dashboard.html"), name="dashboard"),
+    path("", views.dashboard, name="dashboard"),
+    path("projects/", include("projects.urls")),
+    path("api-keys/", include("apikeys.urls")),
+    path("", include("organizations.urls")),
 ]

@@ -1,4 +1,4 @@
-"""Error pages: JSON under /api/, HTML elsewhere, never a stack trace."""
+"""The dashboard home, and error pages: JSON under /api/, HTML elsewhere, never a stack trace."""
 
 from __future__ import annotations
 
@@ -6,6 +6,30 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
+from django_htmx.http import reswap
+
+from apikeys.models import ApiKey
+from core.web import tenant_required
+from organizations.models import Membership, Role
+from projects.models import Project
+
+#: Projects shown on the dashboard; the full list is one click away.
+RECENT_PROJECTS = 6
+
+
+@tenant_required(Role.VIEWER)
+def dashboard(request: HttpRequest) -> HttpResponse:
+    organization = request.tenant.organization  # type: ignore[attr-defined]
+    projects = Project.objects.filter(organization=organization)
+    context = {
+        "recent_projects": projects.order_by("-updated_at")[:RECENT_PROJECTS],
+        "project_count": projects.count(),
+        "member_count": Membership.objects.filter(organization=organization).count(),
+        "key_count": ApiKey.objects.filter(organization=organization).active().count(),
+    }
+    return render(request, "dashboard.html", context)
+
 
 _MESSAGES = {
     400: ("bad_request", "The request could not be understood."),
@@ -19,7 +43,14 @@ def _error(request: HttpRequest, status: int) -> HttpResponse:
     code, detail = _MESSAGES[status]
     if request.path.startswith("/api/"):
         return JsonResponse({"code": code, "detail": detail}, status=status)
-    return render(request, "error.html", {"status": status, "detail": detail}, status=status)
+    # Rendered without the request: no context processors, so no database query,
+    # which may be what just failed.
+    context = {"status": status, "detail": detail}
+    if getattr(request, "htmx", False):
+        # An inline action: show the reason in the page's message area, leave the page as it is.
+        html = render_to_string("includes/error_oob.html", context)
+        return reswap(HttpResponse(html, status=status), "none")
+    return HttpResponse(render_to_string("error.html", context), status=status)
 
 
 def bad_request(request: HttpRequest, exception: Any = None) -> HttpResponse:

@@ -1,0 +1,66 @@
+"""Dashboard pages for API keys (admins): list, create (secret shown once), revoke."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_POST
+
+from apikeys import services
+from apikeys.forms import ApiKeyForm
+from apikeys.models import ApiKey
+from core.errors import DomainError
+from core.web import action_done, action_failed, add_domain_error, form_status, post_data, tenant_required
+from organizations.models import Role
+
+_FIELD_ERRORS = {"name_required": "name", "invalid_scope": "scope", "invalid_project": "project"}
+
+
+def _keys(request: HttpRequest) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(organization=request.tenant.organization)  # type: ignore[attr-defined]
+
+
+def _keys_page(request: HttpRequest, *, status: int = 200, form: ApiKeyForm | None = None) -> HttpResponse:
+    organization = request.tenant.organization  # type: ignore[attr-defined]
+    context = {
+        "keys": _keys(request).select_related("project", "created_by"),
+        "form": form or ApiKeyForm(organization=organization),
+    }
+    return render(request, "apikeys/list.html", context, status=status)
+
+
+@tenant_required(Role.ADMIN)
+def apikey_list(request: HttpRequest) -> HttpResponse:
+    """GET lists the keys; POST creates one and answers with its secret, which no later page shows."""
+    form = ApiKeyForm(post_data(request), organization=request.tenant.organization)  # type: ignore[attr-defined]
+    if form.is_bound and form.is_valid():
+        try:
+            issued = services.create_api_key(
+                actor=request.user, organization=request.tenant.organization,  # type: ignore[attr-defined]
+                **form.cleaned_data,
+            )
+        except DomainError as exc:
+            add_domain_error(form, exc, _FIELD_ERRORS)
+        else:
+            # Rendered in the POST response itself (not stored for a redirect), and never cached.
+            response = render(request, "apikeys/created.html", {"api_key": issued.api_key, "secret": issued.secret})
+            response["Cache-Control"] = "no-store"
+            return response
+    return _keys_page(request, form=form, status=form_status(form))
+
+
+@require_POST
+@tenant_required(Role.ADMIN)
+def apikey_revoke(request: HttpRequest, pk: Any) -> HttpResponse:
+    api_key = get_object_or_404(_keys(request).select_related("organization", "project", "created_by"), pk=pk)
+    try:
+        api_key = services.revoke_api_key(actor=request.user, api_key=api_key)
+    except DomainError as exc:
+        return action_failed(request, exc, _keys_page)
+    return action_done(
+        request, f"Key {api_key.name} revoked; it stops working immediately.", redirect_to="apikeys:list",
+        fragment="apikeys/_key_row.html", context={"key": api_key},
+    )

@@ -1,0 +1,29 @@
+"""Template helpers for the dashboard shell."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+from django.http import HttpRequest
+
+from organizations.models import Role
+
+register = template.Library()
+
+
+@register.filter
+def has_role(tenant: Any, role: str) -> bool:
+    """``{% if current_tenant|has_role:"editor" %}``: whether to show a button. The view checks again."""
+    return bool(tenant) and tenant.has_role(Role(role))
+
+
+@register.simple_tag
+def nav_section(request: HttpRequest) -> str:
+    """Which top-navigation entry the current page belongs to."""
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return ""
+    if match.namespace == "organizations":
+        return "settings" if match.url_name in {"settings", "create"} else "members"
+    return match.namespace or match.url_name or ""

@@ -1,0 +1,103 @@
+"""Shared plumbing for the server-rendered dashboard.
+
+Dashboard views are thin: ``tenant_required`` signs the user in, resolves the
+current organization and checks the role; the view validates a form, calls one
+service and redirects. A ``DomainError`` from the service becomes a form error
+or a message, answered with the error's 4xx status, never a 500.
+
+Inline (htmx) actions get the changed fragment plus the messages, swapped
+out-of-band into the page's message area; the same URLs work as plain form
+posts without JavaScript.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.loader import render_to_string
+from django_htmx.http import reswap
+
+from core.errors import DomainError
+from organizations.models import Role
+
+View = Callable[..., HttpResponse]
+
+
+def tenant_required(role: Role = Role.VIEWER) -> Callable[[View], View]:
+    """Login required, an organization required (else: create one), and at least ``role`` in it.
+
+    Buttons for what a role cannot do are hidden in templates; this is the check that counts.
+    """
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            tenant = request.tenant  # type: ignore[attr-defined]
+            if not tenant:
+                return redirect("organizations:create")
+            if not tenant.has_role(role):
+                raise PermissionDenied(f"This needs the {role.label.lower()} role or higher.")
+            return view(request, *args, **kwargs)
+
+        return login_required(wrapper)
+
+    return decorator
+
+
+def post_data(request: HttpRequest) -> Any:
+    """What to bind a form to: the POST data on a POST (even an empty one), else nothing."""
+    return request.POST if request.method == "POST" else None
+
+
+def form_status(form: forms.BaseForm) -> int:
+    """200 for a fresh form; for one re-rendered with errors, 400 or the service error's status."""
+    if not (form.is_bound and form.errors):
+        return 200
+    return getattr(form, "error_status", 400)  # type: ignore[no-any-return]
+
+
+def add_domain_error(form: forms.BaseForm, exc: DomainError, fields: dict[str, str] | None = None) -> None:
+    """Attach a service error to the form: on the field its code names, else to the whole form."""
+    field = (fields or {}).get(exc.code)
+    form.add_error(field if field in form.fields else None, exc.detail)
+    form.error_status = exc.status_code  # type: ignore[attr-defined]
+
+
+def is_htmx(request: HttpRequest) -> bool:
+    return bool(getattr(request, "htmx", False))
+
+
+def htmx_fragment(
+    request: HttpRequest, template: str | None, context: dict[str, Any] | None = None, *, status: int = 200
+) -> HttpResponse:
+    """The fragment an inline action swaps in, followed by the pending messages (out of band)."""
+    html = render_to_string(template, context or {}, request=request) if template else ""
+    html += render_to_string("includes/messages.html", {"oob": True}, request=request)
+    return HttpResponse(html, status=status)
+
+
+def action_failed(request: HttpRequest, exc: DomainError, page: Callable[..., HttpResponse]) -> HttpResponse:
+    """A refused action: the page again with the reason, under the error's status."""
+    messages.error(request, exc.detail)
+    if is_htmx(request):
+        return reswap(htmx_fragment(request, None, status=exc.status_code), "none")
+    return page(request, status=exc.status_code)
+
+
+def action_done(
+    request: HttpRequest, message: str, *, redirect_to: str, fragment: str | None = None,
+    context: dict[str, Any] | None = None,
+) -> HttpResponse:
+    """A completed action: the changed fragment for htmx, else a redirect (post/redirect/get)."""
+    messages.success(request, message)
+    if is_htmx(request):
+        return htmx_fragment(request, fragment, context)
+    return redirect(redirect_to)

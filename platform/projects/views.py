@@ -1,0 +1,86 @@
+"""Dashboard pages for projects. Everyone reads; editors create and edit; admins delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+
+from apikeys.models import ApiKey
+from core.errors import DomainError
+from core.web import add_domain_error, form_status, post_data, tenant_required
+from organizations.models import Role
+from projects import services
+from projects.forms import ProjectForm
+from projects.models import Project
+
+_FIELD_ERRORS = {
+    "name_required": "name", "invalid_slug": "slug", "slug_taken": "slug", "invalid_language": "default_language",
+}
+
+
+def _projects(request: HttpRequest) -> QuerySet[Project]:
+    """The current organization's projects: the only ones any of these views can reach."""
+    return Project.objects.filter(organization=request.tenant.organization)  # type: ignore[attr-defined]
+
+
+@tenant_required(Role.VIEWER)
+def project_list(request: HttpRequest) -> HttpResponse:
+    projects = _projects(request).select_related("created_by").annotate(
+        key_count=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True))
+    )
+    return render(request, "projects/list.html", {"projects": projects})
+
+
+@tenant_required(Role.VIEWER)
+def project_detail(request: HttpRequest, pk: Any) -> HttpResponse:
+    project = get_object_or_404(_projects(request).select_related("created_by"), pk=pk)
+    keys = ApiKey.objects.filter(organization=project.organization, project=project).active()
+    return render(request, "projects/detail.html", {"project": project, "restricted_keys": keys})
+
+
+@tenant_required(Role.EDITOR)
+def project_create(request: HttpRequest) -> HttpResponse:
+    form = ProjectForm(post_data(request))
+    if form.is_bound and form.is_valid():
+        try:
+            project = services.create_project(
+                actor=request.user, organization=request.tenant.organization,  # type: ignore[attr-defined]
+                **form.cleaned_data,
+            )
+        except DomainError as exc:
+            add_domain_error(form, exc, _FIELD_ERRORS)
+        else:
+            messages.success(request, f"Project {project.name} created.")
+            return redirect("projects:detail", pk=project.pk)
+    return render(request, "projects/form.html", {"form": form}, status=form_status(form))
+
+
+@tenant_required(Role.EDITOR)
+def project_edit(request: HttpRequest, pk: Any) -> HttpResponse:
+    project = get_object_or_404(_projects(request), pk=pk)
+    form = ProjectForm.for_project(project, post_data(request))
+    if form.is_bound and form.is_valid():
+        changes = {**form.cleaned_data, "slug": form.cleaned_data["slug"] or project.slug}
+        try:
+            services.update_project(actor=request.user, project=project, **changes)
+        except DomainError as exc:
+            project.refresh_from_db()
+            add_domain_error(form, exc, _FIELD_ERRORS)
+        else:
+            messages.success(request, "Project saved.")
+            return redirect("projects:detail", pk=project.pk)
+    return render(request, "projects/form.html", {"form": form, "project": project}, status=form_status(form))
+
+
+@tenant_required(Role.ADMIN)
+def project_delete(request: HttpRequest, pk: Any) -> HttpResponse:
+    project = get_object_or_404(_projects(request), pk=pk)
+    if request.method == "POST":
+        services.delete_project(actor=request.user, project=project)
+        messages.success(request, f"Project {project.name} deleted.")
+        return redirect("projects:list")
+    return render(request, "projects/confirm_delete.html", {"project": project})
