@@ -122,7 +122,7 @@ def celery_worker_process(django_db_setup: None, django_db_blocker: object) -> I
         "REDIS_URL": settings.REDIS_URL,
         "PYTHONUNBUFFERED": "1",
     }
-    log = open(REPO_ROOT / "var" / "test-worker.log", "wb")  # noqa: SIM115 (closed below)
+    log = open(REPO_ROOT / "var" / "test-worker.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers", "worker", "--queues", "generation,recommendation,default",
          "--concurrency", "1", "--hostname", hostname, "--without-mingle", "--without-gossip", "--loglevel", "INFO"],

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 
-import srcroot  # noqa: F401  (platform/ on sys.path before Django settings load)
 from celery import Celery, bootsteps
 from kombu import Queue
 
+import srcroot  # noqa: F401  (platform/ on sys.path before Django settings load)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 
-from django.conf import settings  # noqa: E402
+from django.conf import settings
 
 QUEUES = ("generation", "recommendation", "default")
 
@@ -42,8 +43,10 @@ app.conf.update(
     },
     task_queues=[Queue(name) for name in QUEUES],
     task_default_queue="default",
+    # Only model work goes to the GPU-backed generation queue; webhooks and bookkeeping stay on default.
     task_routes={
-        "generation.*": {"queue": "generation"},
+        "generation.run_job": {"queue": "generation"},
+        "generation.regenerate_variant": {"queue": "generation"},
         "recommendations.*": {"queue": "recommendation"},
     },
     task_acks_late=True,
@@ -60,8 +63,11 @@ app.conf.update(
     worker_send_task_events=False,
     timezone="UTC",
 )
-app.autodiscover_tasks(["workers"], related_name="tasks")
+app.autodiscover_tasks(["workers", "generation"], related_name="tasks")
 app.autodiscover_tasks()
+app.conf.beat_schedule = {
+    "reconcile-generation-jobs": {"task": "generation.reconcile", "schedule": 60.0},
+}
 
 
 class Heartbeat(bootsteps.StartStopStep):

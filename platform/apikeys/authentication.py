@@ -48,9 +48,12 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     @staticmethod
     def _refuse_query_string_keys(request: Request) -> None:
+        prefix = settings.API_KEY_PREFIX
         for name, values in request.query_params.lists():
-            if name.lower() in _QUERY_KEY_NAMES or any(
-                v.startswith(settings.API_KEY_PREFIX) for v in values
+            if (
+                name.lower() in _QUERY_KEY_NAMES
+                or name.strip().startswith(prefix)  # "?loom_..." with no value
+                or any(v.strip().startswith(prefix) for v in values)
             ):
                 raise KeyInQueryString()
 

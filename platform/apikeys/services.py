@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 
 _PREFIX_BYTES = 6  # 8 url-safe characters: lookup id, not a secret
 _SECRET_BYTES = 32  # 256 bits of entropy, so an unsalted SHA-256 is safe to store
+# What follows the type prefix: the lookup prefix (no '_'), '_', then the url-safe secret.
+# Checked before any query: a malformed value (a NUL byte, say) never reaches the database.
+_KEY_BODY_RE = re.compile(r"([A-Za-z0-9]{1,16})_([A-Za-z0-9_-]{1,128})")
 # Writing last_used_at on every request would turn each read into a write.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
@@ -79,10 +83,8 @@ def parse_key(raw_key: str) -> str | None:
     """Return the lookup prefix of a well-formed key, else None."""
     if not raw_key.startswith(settings.API_KEY_PREFIX):
         return None
-    prefix, sep, secret = raw_key[len(settings.API_KEY_PREFIX):].partition("_")
-    if not sep or not prefix or not secret or len(prefix) > 16:
-        return None
-    return prefix
+    match = _KEY_BODY_RE.fullmatch(raw_key[len(settings.API_KEY_PREFIX):])
+    return match.group(1) if match else None
 
 
 def authenticate_key(raw_key: str) -> ApiKey | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.urls import include, path
+from django.urls import include, re_path
 from rest_framework.routers import DefaultRouter
 
 from accounts.api.views import MeView
@@ -10,7 +10,21 @@ from apikeys.api.views import ApiKeyViewSet
 from organizations.api.views import AcceptInvitationView, InvitationViewSet, MemberViewSet, OrganizationViewSet
 from projects.api.views import ProjectViewSet
 
-router = DefaultRouter(trailing_slash="/?")
+
+class OptionalSlashRouter(DefaultRouter):
+    """Every route answers with and without its trailing slash.
+
+    ``DefaultRouter(trailing_slash="/?")`` does not do this: DRF turns any truthy
+    ``trailing_slash`` into ``"/"``, so ``/api/v1/projects`` fell through to
+    CommonMiddleware's APPEND_SLASH redirect, which turns a POST into a GET.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+router = OptionalSlashRouter()
 router.include_root_view = False
 router.register("organizations", OrganizationViewSet, basename="organization")
 router.register("members", MemberViewSet, basename="member")
@@ -20,7 +34,8 @@ router.register("api-keys", ApiKeyViewSet, basename="api-key")
 
 app_name = "api"
 urlpatterns = [
-    path("me/", MeView.as_view(), name="me"),
-    path("invitations/accept/", AcceptInvitationView.as_view(), name="invitation-accept"),
-    path("", include(router.urls)),
+    re_path(r"^me/?$", MeView.as_view(), name="me"),
+    # Before the router, whose invitation-detail route would read "accept" as an id.
+    re_path(r"^invitations/accept/?$", AcceptInvitationView.as_view(), name="invitation-accept"),
+    re_path(r"", include(router.urls)),
 ]

@@ -24,10 +24,16 @@ logger = logging.getLogger(__name__)
 SAFE_ACTIONS = frozenset({"list", "retrieve", "metadata"})
 
 
+def _text(value: Any) -> str:
+    """A message safe to render. Messages may quote the input (a ChoiceField's "... is not a valid
+    choice"), and a lone surrogate there would make the UTF-8 JSON renderer raise: a 500, not a 400."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _flatten_field_errors(data: Any) -> dict[str, list[str]]:
     if isinstance(data, dict):
-        return {str(k): [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in data.items()}
-    return {"non_field_errors": [str(m) for m in (data if isinstance(data, list) else [data])]}
+        return {_text(k): [_text(m) for m in (v if isinstance(v, list) else [v])] for k, v in data.items()}
+    return {"non_field_errors": [_text(m) for m in (data if isinstance(data, list) else [data])]}
 
 
 def _first_message(fields: dict[str, list[str]]) -> str:
@@ -40,7 +46,10 @@ def _first_message(fields: dict[str, list[str]]) -> str:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Every API error is ``{"code": ..., "detail": ...}``, plus ``fields`` for validation errors."""
     if isinstance(exc, DomainError):
-        return Response({"code": exc.code, "detail": exc.detail}, status=exc.status_code)
+        body: dict[str, Any] = {"code": exc.code, "detail": _text(exc.detail)}
+        if exc.fields:
+            body["fields"] = exc.fields
+        return Response(body, status=exc.status_code)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     if isinstance(exc, Http404):
@@ -56,25 +65,28 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, exceptions.APIException):
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else "error"
-        response.data = {"code": code, "detail": str(exc.detail)}
+        response.data = {"code": code, "detail": _text(exc.detail)}
     return response
 
 
 class HasTenantRole(permissions.BasePermission):
-    """The caller's organization role (or key scope) must reach the view's required role."""
+    """The caller's organization role (or key scope) must reach the view's required role.
+
+    A refusal goes through ``TenantViewSet.permission_denied``, which answers 404
+    instead of 403 when the URL names an object outside the caller's scope.
+    """
 
     def has_permission(self, request: Request, view: Any) -> bool:
         tenant = view.tenant
         required = view.required_role()
         if not tenant.has_role(required):
-            raise exceptions.PermissionDenied(
-                f"This needs the {required.label.lower()} role or higher"
-                + (" (a read-only key cannot write)." if tenant.api_key and tenant.role == Role.VIEWER else ".")
+            self.message = f"This needs the {required.label.lower()} role or higher" + (
+                " (a read-only key cannot write)." if tenant.api_key and tenant.role == Role.VIEWER else "."
             )
+            return False
         if tenant.api_key is not None and required.at_least(Role.ADMIN):
-            raise exceptions.PermissionDenied(
-                "API keys cannot manage members or keys; an organization admin does that in the dashboard."
-            )
+            self.message = "API keys cannot manage members or keys; an organization admin does that in the dashboard."
+            return False
         return True
 
 
@@ -85,7 +97,8 @@ class TenantViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
     for project-restricted keys). Subclasses narrow the base queryset through
     ``get_base_queryset`` and cannot override ``get_queryset``/``get_object``:
     defining either raises at import time. Another organization's object is
-    therefore simply absent: a 404, never a 403 that confirms it exists.
+    therefore simply absent: a 404, never a 403 that confirms it exists, and
+    a role refusal on it is a 404 too (``permission_denied``, also sealed).
     """
 
     permission_classes = (permissions.IsAuthenticated, HasTenantRole)
@@ -99,7 +112,7 @@ class TenantViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
     #: Per-action overrides, e.g. {"destroy": Role.ADMIN}.
     action_roles: ClassVar[dict[str, Role]] = {}
 
-    _SEALED = ("get_queryset", "get_object", "tenant")
+    _SEALED = ("get_queryset", "get_object", "tenant", "permission_denied")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -122,10 +135,31 @@ class TenantViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
             )
         return tenant
 
+    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> None:
+        """Refuse; but a URL naming an object outside the caller's scope is a 404, as it is for reads.
+
+        Otherwise an outsider (or a project-restricted key) would get 403 on some
+        methods and 404 on others for the same foreign object.
+        """
+        if request.successful_authenticator is not None and self._names_object_out_of_scope():
+            raise exceptions.NotFound()
+        super().permission_denied(request, message=message, code=code)
+
+    def _names_object_out_of_scope(self) -> bool:
+        lookup_url_kwarg = self.lookup_url_kwarg or self.lookup_field
+        if lookup_url_kwarg not in self.kwargs:
+            return False
+        try:
+            return not self.get_queryset().filter(**{self.lookup_field: self.kwargs[lookup_url_kwarg]}).exists()
+        except (TypeError, ValueError, DjangoValidationError):
+            return True
+
     def required_role(self) -> Role:
         if self.action in self.action_roles:
             return self.action_roles[self.action]
-        return self.read_role if self.action in SAFE_ACTIONS or self.request.method in permissions.SAFE_METHODS else self.write_role
+        if self.action in SAFE_ACTIONS or self.request.method in permissions.SAFE_METHODS:
+            return self.read_role
+        return self.write_role
 
     def get_base_queryset(self) -> QuerySet[Any]:
         assert self.queryset is not None, f"{type(self).__name__} needs a queryset"

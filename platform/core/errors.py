@@ -12,9 +12,10 @@ class DomainError(Exception):
     status_code = 400
     code = "invalid"
 
-    def __init__(self, detail: str, *, code: str | None = None) -> None:
+    def __init__(self, detail: str, *, code: str | None = None, fields: dict[str, list[str]] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.fields = fields or {}
         if code is not None:
             self.code = code
 
@@ -37,3 +38,8 @@ class NotFound(DomainError):
 class Conflict(DomainError):
     status_code = 409
     code = "conflict"
+
+
+class Unprocessable(DomainError):
+    status_code = 422
+    code = "unprocessable"

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.validators import slug_re
 from django.http import HttpRequest
 
 from apikeys.models import ApiKey, Scope
@@ -59,6 +60,9 @@ def tenant_for_user(request: HttpRequest, user: Any) -> Tenant | None:
     wanted = request.META.get(HEADER)
     if wanted:
         org_id = _as_uuid(wanted)
+        if org_id is None and not slug_re.match(wanted):
+            # Not an id nor a slug (e.g. a NUL byte, which Postgres refuses): no such organization.
+            raise NotFound("Organization not found.", code="organization_not_found")
         lookup = {"organization_id": org_id} if org_id else {"organization__slug": wanted}
         membership = memberships.filter(**lookup).first()
         if membership is None:

@@ -44,9 +44,12 @@ def create_project(
     *, actor: User | None, organization: Organization, name: str, slug: str | None = None,
     description: str = "", default_language: str = "en",
 ) -> Project:
-    """Create a project. Role checks happen at the edge (session role or API key scope)."""
+    """Create a project. Role checks happen at the edge (session role or API key scope).
+
+    A missing or blank slug is derived from the name.
+    """
     fields = _validated(
-        {"name": name, "slug": slug, "description": description or "", "default_language": default_language}
+        {"name": name, "slug": slug or None, "description": description or "", "default_language": default_language}
     )
     if not fields["slug"]:
         fields["slug"] = _free_slug(organization, slugify(fields["name"])[:120] or "project")

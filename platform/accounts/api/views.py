@@ -14,6 +14,7 @@ from core.tenancy import resolve_tenant
 class MeView(APIView):
     """The caller: the signed-in user, or the API key and its organization."""
 
+
     @extend_schema(
         responses=inline_serializer(
             "Me",

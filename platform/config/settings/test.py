@@ -14,4 +14,4 @@ STORAGES = {
 }
 ACCOUNT_RATE_LIMITS = False
 CELERY_KEY_PREFIX = "loom-test:"
-DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+DATABASES["default"]["CONN_MAX_AGE"] = 0

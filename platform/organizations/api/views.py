@@ -5,8 +5,8 @@ from typing import Any
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -60,7 +60,7 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
     }
 
     @extend_schema(request=RoleChangeSerializer, responses=MemberSerializer)
-    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         membership = self.get_object()
         data = RoleChangeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -69,13 +69,14 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Remove a member (admins), or yourself (anyone but the owner)."""
+        membership = self.get_object()  # first: another organization's member is a 404 for keys too
         self._require_session()
-        services.remove_member(actor=self.actor, membership=self.get_object())
+        services.remove_member(actor=self.actor, membership=membership)
         return no_content()
 
     @extend_schema(request=None, responses=MemberSerializer)
     @action(detail=True, methods=["post"], url_path="transfer-ownership")
-    def transfer_ownership(self, request: Request, pk: str | None = None) -> Response:
+    def transfer_ownership(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         new_owner = services.transfer_ownership(
             actor=self.actor, organization=self.tenant.organization, new_owner=self.get_object()
         )
@@ -83,7 +84,7 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
 
     @extend_schema(request=None, responses={204: None})
     @action(detail=False, methods=["post"])
-    def leave(self, request: Request) -> Response:
+    def leave(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         self._require_session()
         services.leave_organization(actor=self.actor, organization=self.tenant.organization)
         return no_content()

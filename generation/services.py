@@ -1,0 +1,486 @@
+"""Writes for templates, brand voices, generation jobs and feedback."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.text import slugify
+
+from core.errors import Conflict, InvalidInput, NotFound
+from generation import constraints as constraint_checks
+from generation.models import (
+    BrandVoice,
+    GenerationJob,
+    JobStatus,
+    Template,
+    TemplateVersion,
+    Variant,
+)
+from generation.moderation import moderate
+
+if TYPE_CHECKING:
+    from apikeys.models import ApiKey
+    from organizations.models import Organization
+    from projects.models import Project
+
+VARIABLE_TYPES = {"text", "textarea", "choice", "number"}
+_MAX_SEED = 2**63 - 1
+
+
+# --- templates ---------------------------------------------------------------------------------
+
+
+def templates_for(organization: Organization) -> QuerySet[Template]:
+    """Built-in templates plus the organization's own."""
+    return Template.objects.filter(Q(organization__isnull=True) | Q(organization=organization))
+
+
+def resolve_version(organization: Organization, template_id: Any, version: int | None = None) -> TemplateVersion:
+    """The requested (or latest) version of a template the organization may use."""
+    template = templates_for(organization).filter(pk=template_id).first() if _is_uuid(template_id) else None
+    if template is None:
+        template = templates_for(organization).filter(slug=str(template_id)).order_by("organization").first()
+    if template is None:
+        raise NotFound(f"Unknown template {template_id!r}.", code="template_not_found")
+    versions = template.versions.all()
+    found = versions.filter(version=version).first() if version is not None else versions.order_by("-version").first()
+    if found is None:
+        raise InvalidInput(
+            f"Template {template.slug!r} has no version {version}; versions: "
+            + ", ".join(str(v) for v in versions.order_by("version").values_list("version", flat=True)),
+            code="unknown_template_version",
+            fields={"template_version": [f"unknown version {version}"]},
+        )
+    return found
+
+
+def _is_uuid(value: Any) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def validate_variables_spec(variables: Any) -> list[str]:
+    if not isinstance(variables, list) or not variables:
+        return ["variables must be a non-empty list"]
+    errors, seen = [], set()
+    for i, spec in enumerate(variables):
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            errors.append(f"variable {i}: needs a name")
+            continue
+        name = spec["name"]
+        if not name.isidentifier() or len(name) > 40:
+            errors.append(f"variable {name!r}: names are letters, digits and _ (at most 40)")
+        if name in seen:
+            errors.append(f"variable {name!r} is declared twice")
+        seen.add(name)
+        if spec.get("type", "text") not in VARIABLE_TYPES:
+            errors.append(f"variable {name!r}: type must be one of {', '.join(sorted(VARIABLE_TYPES))}")
+        max_length = spec.get("max_length", 500)
+        if not isinstance(max_length, int) or isinstance(max_length, bool) or not 1 <= max_length <= 10_000:
+            errors.append(f"variable {name!r}: max_length must be 1..10000")
+        if spec.get("type") == "choice" and not (
+            isinstance(spec.get("choices"), list)
+            and spec["choices"]
+            and all(isinstance(c, str) for c in spec["choices"])
+        ):
+            errors.append(f"variable {name!r}: a choice needs a list of choices")
+    return errors
+
+
+@transaction.atomic
+def create_template(
+    *,
+    actor: Any,
+    organization: Organization,
+    name: str,
+    slug: str = "",
+    category: str = "custom",
+    description: str = "",
+    variables: Any,
+    system_prompt: str,
+    prompt: str,
+    constraints: Any = None,
+    default_max_new_tokens: int = 200,
+) -> TemplateVersion:
+    slug = slugify(slug or name)[:80]
+    if not slug:
+        raise InvalidInput("A template needs a name.", code="name_required")
+    if Template.objects.filter(organization=organization, slug=slug).exists():
+        raise Conflict(f"A template with the slug {slug!r} already exists.", code="slug_taken")
+    template = Template.objects.create(
+        organization=organization, slug=slug, name=name.strip(), category=category or "custom", description=description
+    )
+    return add_template_version(
+        actor=actor,
+        template=template,
+        variables=variables,
+        system_prompt=system_prompt,
+        prompt=prompt,
+        constraints=constraints or {},
+        default_max_new_tokens=default_max_new_tokens,
+    )
+
+
+@transaction.atomic
+def add_template_version(
+    *,
+    actor: Any,
+    template: Template,
+    variables: Any,
+    system_prompt: str,
+    prompt: str,
+    constraints: Any,
+    default_max_new_tokens: int = 200,
+    changelog: str = "",
+) -> TemplateVersion:
+    errors = validate_variables_spec(variables) + constraint_checks.validate_spec(constraints)
+    names = (
+        {v["name"] for v in variables if isinstance(v, dict) and "name" in v} if isinstance(variables, list) else set()
+    )
+    unknown = set(re.findall(r"\{(\w+)\}", prompt)) - names
+    if unknown:
+        errors.append("the prompt uses undeclared variables: " + ", ".join(sorted(unknown)))
+    if not (1 <= default_max_new_tokens <= settings.GENERATION_MAX_NEW_TOKENS):
+        errors.append(f"default_max_new_tokens must be 1..{settings.GENERATION_MAX_NEW_TOKENS}")
+    if errors:
+        raise InvalidInput(errors[0], code="invalid_template", fields={"template": errors})
+    last = Template.objects.select_for_update().get(pk=template.pk).versions.order_by("-version").first()
+    return TemplateVersion.objects.create(
+        template=template,
+        version=(last.version + 1) if last else 1,
+        variables=variables,
+        system_prompt=system_prompt,
+        prompt=prompt,
+        constraints=constraints,
+        changelog=changelog,
+        default_max_new_tokens=default_max_new_tokens,
+        created_by=actor if getattr(actor, "pk", None) else None,
+    )
+
+
+def sync_builtin_templates() -> int:
+    """Store the built-in library; a changed entry gets a new version. Returns versions created."""
+    from generation.library import BUILTIN_TEMPLATES, COPYWRITER
+
+    created = 0
+    for entry in BUILTIN_TEMPLATES:
+        with transaction.atomic():
+            template, _ = Template.objects.update_or_create(
+                organization=None,
+                slug=entry["slug"],
+                defaults={"name": entry["name"], "category": entry["category"], "description": entry["description"]},
+            )
+            latest = template.versions.order_by("-version").first()
+            wanted = {
+                "variables": entry["variables"],
+                "system_prompt": COPYWRITER,
+                "prompt": entry["prompt"],
+                "constraints": entry["constraints"],
+                "default_max_new_tokens": entry["max_new_tokens"],
+            }
+            if latest and all(getattr(latest, k) == v for k, v in wanted.items()):
+                continue
+            TemplateVersion.objects.create(template=template, version=(latest.version + 1) if latest else 1, **wanted)
+            created += 1
+    return created
+
+
+# --- brand voice -------------------------------------------------------------------------------
+
+
+def _string_list(value: Any, field: str, *, max_items: int, max_length: int) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidInput(
+            f"{field} must be a list of strings.", code="invalid", fields={field: ["must be a list of strings"]}
+        )
+    cleaned = [v.strip() for v in value if v.strip()]
+    if len(cleaned) > max_items or any(len(v) > max_length for v in cleaned):
+        raise InvalidInput(
+            f"{field}: at most {max_items} entries of at most {max_length} characters.",
+            code="invalid",
+            fields={field: [f"at most {max_items} entries of at most {max_length} characters"]},
+        )
+    return cleaned
+
+
+@transaction.atomic
+def save_brand_voice(*, actor: Any, project: Project, **fields: Any) -> BrandVoice:
+    allowed = {"tone", "audience", "words_to_use", "words_to_avoid", "example_texts"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise InvalidInput(f"Unknown brand voice fields: {', '.join(sorted(unknown))}.", code="invalid_field")
+    voice, _ = BrandVoice.objects.select_for_update().get_or_create(project=project)
+    for name in ("tone", "audience"):
+        if name in fields:
+            value = fields[name] or ""
+            if not isinstance(value, str) or len(value) > (200 if name == "tone" else 300):
+                raise InvalidInput(
+                    f"{name} must be text of at most {200 if name == 'tone' else 300} characters.",
+                    code="invalid",
+                    fields={name: ["too long or not text"]},
+                )
+            setattr(voice, name, value.strip())
+    if "words_to_use" in fields:
+        voice.words_to_use = _string_list(fields["words_to_use"], "words_to_use", max_items=50, max_length=60)
+    if "words_to_avoid" in fields:
+        voice.words_to_avoid = _string_list(fields["words_to_avoid"], "words_to_avoid", max_items=50, max_length=60)
+    if "example_texts" in fields:
+        voice.example_texts = _string_list(fields["example_texts"], "example_texts", max_items=10, max_length=2000)
+    voice.save()
+    return voice
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+
+def validate_inputs(version: TemplateVersion, inputs: Any) -> dict[str, Any]:
+    """Inputs checked against the version's declared variables; errors name each variable."""
+    if not isinstance(inputs, dict):
+        raise InvalidInput(
+            "inputs must be an object of variable names to values.",
+            code="invalid_inputs",
+            fields={"inputs": ["must be an object"]},
+        )
+    errors: dict[str, list[str]] = {}
+    declared = {v["name"]: v for v in version.variables}
+    for name in inputs:
+        if name not in declared:
+            errors[str(name)[:60]] = [f"unknown variable; this template takes: {', '.join(declared)}"]
+    cleaned: dict[str, Any] = {}
+    for name, spec in declared.items():
+        value = inputs.get(name, spec.get("default"))
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if spec.get("required", True):
+                errors[name] = ["this variable is required"]
+            continue
+        if spec.get("type") == "number":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                errors[name] = ["must be a number"]
+                continue
+        elif not isinstance(value, str):
+            errors[name] = ["must be text"]
+            continue
+        else:
+            value = value.strip()
+            if len(value) > spec.get("max_length", 500):
+                errors[name] = [f"at most {spec.get('max_length', 500)} characters (got {len(value)})"]
+                continue
+            if spec.get("type") == "choice" and value not in spec.get("choices", []):
+                errors[name] = [f"must be one of: {', '.join(spec['choices'])}"]
+                continue
+        cleaned[name] = value
+    if errors:
+        first = next(iter(errors.items()))
+        raise InvalidInput(
+            f"{first[0]}: {first[1][0]}", code="invalid_inputs", fields={f"inputs.{k}": v for k, v in errors.items()}
+        )
+    return cleaned
+
+
+def validate_parameters(version: TemplateVersion, params: dict[str, Any]) -> dict[str, Any]:
+    limits = {
+        "num_variants": (1, settings.GENERATION_MAX_VARIANTS),
+        "max_new_tokens": (1, settings.GENERATION_MAX_NEW_TOKENS),
+        "temperature": (0.0, 2.0),
+        "top_p": (0.01, 1.0),
+        "seed": (0, _MAX_SEED),
+    }
+    values = {
+        "num_variants": params.get("num_variants", 1),
+        "max_new_tokens": params.get("max_new_tokens") or version.default_max_new_tokens,
+        "temperature": params.get("temperature", 0.7),
+        "top_p": params.get("top_p", 0.95),
+        "seed": params.get("seed") if params.get("seed") is not None else secrets.randbelow(2**31),
+    }
+    errors = {}
+    for name, (low, high) in limits.items():
+        value = values[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            errors[name] = ["must be a number"]
+        elif name in {"num_variants", "max_new_tokens", "seed"} and not float(value).is_integer():
+            errors[name] = ["must be a whole number"]
+        elif not low <= value <= high:
+            errors[name] = [f"must be between {low} and {high}"]
+    if errors:
+        first = next(iter(errors.items()))
+        raise InvalidInput(f"{first[0]}: {first[1][0]}", code="invalid_parameters", fields=errors)
+    values["num_variants"], values["max_new_tokens"], values["seed"] = (
+        int(values["num_variants"]),
+        int(values["max_new_tokens"]),
+        int(values["seed"]),
+    )
+    return values
+
+
+def fingerprint(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def submit_generation(
+    *,
+    organization: Organization,
+    project: Project,
+    version: TemplateVersion,
+    inputs: Any,
+    params: dict[str, Any],
+    actor: Any = None,
+    api_key: ApiKey | None = None,
+    idempotency_key: str = "",
+    batch: Any = None,
+    batch_line: int | None = None,
+) -> tuple[GenerationJob, bool]:
+    """Validate and queue a job. Returns ``(job, created)``; a repeated idempotency key returns the first job.
+
+    Same key and same body: the same job (created=False). Same key, different body: 409.
+    """
+    if project.organization_id != organization.pk:
+        raise NotFound("Project not found.")
+    if len(idempotency_key) > 200:
+        raise InvalidInput("Idempotency-Key is at most 200 characters.", code="invalid_idempotency_key")
+    request_print = fingerprint(
+        {"project": str(project.pk), "version": str(version.pk), "inputs": inputs, "params": params}
+    )
+    if idempotency_key:
+        existing = GenerationJob.objects.filter(organization=organization, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _replay(existing, request_print), False
+    cleaned_inputs = validate_inputs(version, inputs)
+    values = validate_parameters(version, params)
+    verdict = moderate(" \n".join(str(v) for v in cleaned_inputs.values()))
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            job = GenerationJob.objects.create(
+                organization=organization,
+                project=project,
+                template_version=version,
+                inputs=cleaned_inputs,
+                requested_by=actor if getattr(actor, "pk", None) else None,
+                api_key=api_key,
+                idempotency_key=idempotency_key,
+                request_fingerprint=request_print,
+                batch=batch,
+                batch_line=batch_line,
+                **values,
+            )
+            if verdict.blocked:
+                # A blocked request never reaches a model and is never charged.
+                job.status, job.failure_reason, job.finished_at = JobStatus.FAILED, "Input " + verdict.reason, now
+                job.save(update_fields=["status", "failure_reason", "finished_at"])
+                transaction.on_commit(lambda: _job_finished(job.pk))
+            else:
+                transaction.on_commit(lambda: enqueue(job.pk))
+    except IntegrityError:
+        existing = GenerationJob.objects.filter(organization=organization, idempotency_key=idempotency_key).first()
+        if existing is None:
+            raise
+        return _replay(existing, request_print), False
+    return job, True
+
+
+def _replay(existing: GenerationJob, request_print: str) -> GenerationJob:
+    if existing.request_fingerprint != request_print:
+        raise Conflict(
+            "This Idempotency-Key was already used with a different request body; use a new key.",
+            code="idempotency_key_reused",
+        )
+    return existing
+
+
+def enqueue(job_id: Any) -> None:
+    from generation.tasks import run_generation_job
+
+    run_generation_job.delay(str(job_id))
+
+
+def _job_finished(job_id: Any) -> None:
+    from generation.webhooks import schedule_job_webhooks
+
+    schedule_job_webhooks(job_id)
+
+
+def cancel_key(job_id: Any) -> str:
+    return f"generation:cancel:{job_id}"
+
+
+@transaction.atomic
+def cancel_job(*, job: GenerationJob, actor: Any = None) -> GenerationJob:
+    job = GenerationJob.objects.select_for_update().get(pk=job.pk)
+    if job.is_final:
+        raise Conflict(f"This job already {job.status}.", code="job_final")
+    now = timezone.now()
+    job.cancel_requested_at = now
+    fields = ["cancel_requested_at"]
+    if job.status == JobStatus.QUEUED:
+        job.status, job.finished_at, job.failure_reason = JobStatus.CANCELED, now, "Canceled before it started."
+        fields += ["status", "finished_at", "failure_reason"]
+        transaction.on_commit(lambda: _job_finished(job.pk))
+    job.save(update_fields=fields)
+    # The running worker polls this key between decode steps (cheaper than the database).
+    transaction.on_commit(lambda: cache.set(cancel_key(job.pk), 1, timeout=settings.GENERATION_JOB_DEADLINE_S * 2))
+    return job
+
+
+@transaction.atomic
+def regenerate_variant(*, variant: Variant) -> Variant:
+    """Queue a new revision of one variant; the current one stays until the new one is stored."""
+    job = GenerationJob.objects.select_for_update().get(pk=variant.job_id)
+    if not job.is_final or job.status != JobStatus.SUCCEEDED:
+        raise Conflict("Only variants of a succeeded job can be regenerated.", code="job_not_succeeded")
+    from generation.tasks import regenerate_variant_task
+
+    transaction.on_commit(lambda: regenerate_variant_task.delay(str(job.pk), variant.index, variant.revision + 1))
+    return variant
+
+
+@transaction.atomic
+def give_feedback(
+    *,
+    variant: Variant,
+    actor: Any = None,
+    rating: int | None = None,
+    edited_text: str | None = None,
+    approved: bool | None = None,
+) -> Variant:
+    variant = Variant.objects.select_for_update().get(pk=variant.pk)
+    fields = []
+    if rating is not None:
+        if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+            raise InvalidInput(
+                "rating must be a whole number from 1 to 5.", code="invalid", fields={"rating": ["1..5"]}
+            )
+        variant.rating = rating
+        fields.append("rating")
+    if edited_text is not None:
+        if not isinstance(edited_text, str) or len(edited_text) > 20_000:
+            raise InvalidInput(
+                "edited_text must be text of at most 20,000 characters.",
+                code="invalid",
+                fields={"edited_text": ["at most 20000 characters"]},
+            )
+        variant.edited_text = edited_text.strip()
+        fields.append("edited_text")
+    if approved is not None:
+        variant.approved = bool(approved)
+        variant.approved_at = timezone.now() if approved else None
+        variant.approved_by = actor if approved and getattr(actor, "pk", None) else None
+        fields += ["approved", "approved_at", "approved_by"]
+    if fields:
+        variant.save(update_fields=fields)
+    return variant

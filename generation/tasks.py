@@ -1,0 +1,36 @@
+"""Thin Celery tasks: take ids, call plain functions in generation.execution / generation.webhooks."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(name="generation.run_job")
+def run_generation_job(job_id: str) -> str | None:
+    from generation.execution import run_job
+
+    job = run_job(job_id)
+    return job.status if job else None
+
+
+@shared_task(name="generation.regenerate_variant")
+def regenerate_variant_task(job_id: str, index: int, revision: int) -> None:
+    from generation.execution import regenerate
+
+    regenerate(job_id, index, revision)
+
+
+@shared_task(name="generation.reconcile", queue="default")
+def reconcile_jobs() -> int:
+    from generation.execution import reconcile
+
+    return len(reconcile())
+
+
+@shared_task(name="generation.deliver_webhook", queue="default", bind=True, max_retries=None)
+def deliver_webhook_task(self, delivery_id: str) -> None:  # type: ignore[no-untyped-def]
+    from generation.webhooks import deliver
+
+    retry_in = deliver(delivery_id)
+    if retry_in is not None:
+        raise self.retry(countdown=retry_in)

@@ -1,0 +1,206 @@
+"""The public API's routes, discovered from the URL resolver, and what the sweeps need to call them.
+
+Nothing here is hand-picked per route: a new route under ``/api/v1/`` joins every
+sweep (tenant isolation, role checks, hostile input) the moment it is registered.
+What a sweep cannot invent is an object to point a detail route at, so
+``ACME_OBJECT_FACTORIES`` maps each router basename to one; a detail route whose
+basename is missing there fails ``test_every_detail_route_has_an_object_factory``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.apps import apps
+from django.db import models
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from organizations.models import Membership, Role
+from tests.factories import ApiKeyFactory, InvitationFactory, MembershipFactory, ProjectFactory
+
+if TYPE_CHECKING:
+    from tests.conftest import Cast
+
+API_PREFIX = "api/v1/"
+HTTP_METHODS = ("get", "post", "put", "patch", "delete")
+WRITE_METHODS = ("post", "put", "patch", "delete")
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str  # URL name inside the "api" namespace, e.g. "project-detail"
+    regex: str
+    view_class: type
+    basename: str | None  # the router basename; None for plain API views
+    methods: tuple[str, ...]  # lower-case HTTP methods the route answers (HEAD/OPTIONS aside)
+    takes_pk: bool
+    format_suffix: bool  # the ``.json`` twin DRF's router adds to each route
+
+    @property
+    def id(self) -> str:
+        return self.name + (".json" if self.format_suffix else "")
+
+    def url(self, pk: object = None) -> str:
+        kwargs: dict[str, str] = {}
+        if self.takes_pk:
+            assert pk is not None, f"{self.id} needs a pk"
+            kwargs["pk"] = str(pk)
+        if self.format_suffix:
+            kwargs["format"] = "json"
+        return reverse(f"api:{self.name}", kwargs=kwargs or None)
+
+
+def _walk(resolver: URLResolver, prefix: str = "") -> Iterator[tuple[str, URLPattern]]:
+    for entry in resolver.url_patterns:
+        if isinstance(entry, URLResolver):
+            yield from _walk(entry, prefix + str(entry.pattern))
+        else:
+            yield prefix + str(entry.pattern), entry
+
+
+def _methods(callback: Any, view_class: type) -> tuple[str, ...]:
+    actions = getattr(callback, "actions", None)  # viewsets: {"get": "list", ...}
+    if actions:
+        return tuple(m for m in HTTP_METHODS if m in actions)
+    return tuple(m for m in HTTP_METHODS if hasattr(view_class, m))
+
+
+def api_routes(*, with_format_suffix: bool = True) -> list[Route]:
+    """Every URL pattern under /api/v1/, in resolver order."""
+    routes = []
+    for full, pattern in _walk(get_resolver()):
+        if not full.startswith(API_PREFIX):
+            continue
+        callback = pattern.callback
+        view_class = getattr(callback, "cls", None) or callback.view_class
+        groups = set(pattern.pattern.regex.groupindex)
+        route = Route(
+            name=pattern.name or "",
+            regex=full,
+            view_class=view_class,
+            basename=getattr(callback, "initkwargs", {}).get("basename"),
+            methods=_methods(callback, view_class),
+            takes_pk="pk" in groups,
+            format_suffix="format" in groups,
+        )
+        if with_format_suffix or not route.format_suffix:
+            routes.append(route)
+    return routes
+
+
+def detail_routes() -> list[Route]:
+    return [r for r in api_routes() if r.takes_pk]
+
+
+def list_routes() -> list[Route]:
+    """Routes that list or show something without naming an object: what an outsider can GET."""
+    return [r for r in api_routes() if not r.takes_pk and "get" in r.methods]
+
+
+def write_calls(*, with_format_suffix: bool = False) -> list[tuple[Route, str]]:
+    return [
+        (route, method)
+        for route in api_routes(with_format_suffix=with_format_suffix)
+        for method in route.methods
+        if method in WRITE_METHODS
+    ]
+
+
+def call_id(value: object) -> str:
+    """pytest ids for (route, method) parameters."""
+    if isinstance(value, Route):
+        return value.id
+    return str(value).upper()
+
+
+# --- Objects in Acme, one per router basename -------------------------------------------
+
+ACME_OBJECT_FACTORIES: dict[str, Callable[[Cast], models.Model]] = {
+    "organization": lambda cast: cast.org,
+    "member": lambda cast: MembershipFactory(organization=cast.org, role=Role.EDITOR),
+    "invitation": lambda cast: InvitationFactory(organization=cast.org, email="invitee@acme.test"),
+    "project": lambda cast: ProjectFactory(organization=cast.org, name="Acme launch", slug="acme-launch"),
+    "api-key": lambda cast: ApiKeyFactory(organization=cast.org, created_by=cast.owner),
+}
+
+
+def acme_object(cast: Cast, route: Route) -> models.Model:
+    assert route.basename in ACME_OBJECT_FACTORIES, (
+        f"No factory for the detail route {route.id} (basename {route.basename!r}): "
+        "add one to tests/api_routes.py ACME_OBJECT_FACTORIES so the sweeps cover it."
+    )
+    return ACME_OBJECT_FACTORIES[route.basename](cast)
+
+
+#: A request each write route would accept from someone allowed to make it, so a
+#: refusal in a sweep is the permission check and not the validator.
+VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("project-list", "post"): {"name": "Hijack", "slug": "hijack"},
+    ("project-detail", "put"): {"name": "Hijacked", "slug": "hijacked", "description": "", "default_language": "de"},
+    ("project-detail", "patch"): {"name": "Hijacked"},
+    ("member-detail", "patch"): {"role": Role.ADMIN.value},
+    ("invitation-list", "post"): {"email": "mallory@evil.test", "role": Role.ADMIN.value},
+    ("api-key-list", "post"): {"name": "Hijack", "scope": "write"},
+    ("invitation-accept", "post"): {"token": "not-a-real-token"},
+}
+
+
+def valid_body(route: Route, method: str) -> dict[str, Any]:
+    return VALID_BODIES.get((route.name, method), {})
+
+
+def acme_identifiers(cast: Cast) -> set[str]:
+    """Strings only Acme's data contains: every id of an Acme row, and its people's emails."""
+    from apikeys.models import ApiKey
+    from organizations.models import Invitation
+    from projects.models import Project
+
+    ids = {str(cast.org.pk)}
+    ids |= {str(pk) for pk in Membership.objects.filter(organization=cast.org).values_list("pk", flat=True)}
+    ids |= {str(pk) for pk in Project.objects.filter(organization=cast.org).values_list("pk", flat=True)}
+    ids |= {str(pk) for pk in ApiKey.objects.filter(organization=cast.org).values_list("pk", flat=True)}
+    ids |= {str(pk) for pk in Invitation.objects.filter(organization=cast.org).values_list("pk", flat=True)}
+    ids |= set(ApiKey.objects.filter(organization=cast.org).values_list("prefix", flat=True))
+    ids |= set(Membership.objects.filter(organization=cast.org).values_list("user__email", flat=True))
+    ids |= set(Invitation.objects.filter(organization=cast.org).values_list("email", flat=True))
+    return ids
+
+
+# --- Database snapshots ----------------------------------------------------------------------
+
+#: Columns that change on a legitimate read: a key's last use, a user's last login.
+_VOLATILE_FIELDS = {"apikeys.apikey": {"last_used_at"}, "accounts.user": {"last_login"}}
+#: Tables a request writes without changing anything a tenant owns.
+_IGNORED_MODELS = {"sessions.session"}
+
+
+def row_of(obj: models.Model) -> dict[str, Any] | None:
+    """The object's stored row, or None once it is gone."""
+    return type(obj)._default_manager.filter(pk=obj.pk).values().first()
+
+
+def db_state() -> dict[str, list[dict[str, Any]]]:
+    """Every row of every model (minus volatile columns): equal snapshots mean nothing was written."""
+    state = {}
+    for model in apps.get_models():
+        label = model._meta.label_lower
+        if label in _IGNORED_MODELS or not model._meta.managed:
+            continue
+        skip = _VOLATILE_FIELDS.get(label, set())
+        rows = model._default_manager.order_by("pk").values()
+        state[label] = [{k: v for k, v in row.items() if k not in skip} for row in rows]
+    return state
+
+
+def assert_error_shape(response: Any) -> dict[str, Any]:
+    """An API error: JSON with a string ``code`` and ``detail`` (and ``fields`` for validation)."""
+    assert response["Content-Type"].startswith("application/json"), (response.status_code, response.content[:300])
+    body = response.json()
+    assert isinstance(body, dict), body
+    assert isinstance(body.get("code"), str) and body["code"], body
+    assert isinstance(body.get("detail"), str) and body["detail"], body
+    if "fields" in body:
+        assert isinstance(body["fields"], dict), body
+    return body

@@ -1,0 +1,123 @@
+"""An outsider sees nothing of Acme, on every route the API has: generated from the URL resolver."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from core.api import TenantViewSet
+from core.parsers import API_PARSER_CLASSES
+from projects.models import Project
+from tests.api_routes import (
+    ACME_OBJECT_FACTORIES,
+    acme_identifiers,
+    acme_object,
+    api_routes,
+    assert_error_shape,
+    call_id,
+    db_state,
+    detail_routes,
+    list_routes,
+    row_of,
+    valid_body,
+)
+
+pytestmark = pytest.mark.django_db
+
+CREDENTIALS = ("session", "api_key")
+DETAIL_CALLS = [(route, method) for route in detail_routes() for method in route.methods]
+
+
+@pytest.fixture
+def outsider_client(request, cast, client_for, outsider_key):
+    """The outsider (owner of Globex) by session or by one of Globex's write keys."""
+    return client_for(cast.outsider) if request.param == "session" else outsider_key
+
+
+def test_the_sweep_found_the_api():
+    # A resolver walk that silently finds nothing would make every sweep below pass.
+    names = {route.name for route, _ in DETAIL_CALLS}
+    assert {"project-detail", "member-detail", "member-transfer-ownership", "api-key-detail"} <= names
+    assert any(route.format_suffix for route, _ in DETAIL_CALLS)
+    assert {"project-list", "member-list", "me"} <= {route.name for route in list_routes()}
+
+
+#: Router viewsets that scope themselves: organizations are filtered by the caller's memberships.
+SCOPED_OUTSIDE_TENANT_VIEWSET = {"organization"}
+
+
+def test_every_resource_is_scoped_by_the_tenant_viewset():
+    unscoped = sorted({
+        route.basename for route in api_routes()
+        if route.basename and route.basename not in SCOPED_OUTSIDE_TENANT_VIEWSET
+        and not issubclass(route.view_class, TenantViewSet)
+    })
+    assert not unscoped, f"router viewsets not built on TenantViewSet: {unscoped}"
+
+
+def test_every_api_view_uses_the_safe_parsers():
+    plain = sorted({route.id for route in api_routes() if tuple(route.view_class.parser_classes) != API_PARSER_CLASSES})
+    assert not plain, f"views parsing bodies with DRF's default parsers: {plain}"
+
+
+@pytest.mark.parametrize("method", TenantViewSet._SEALED)
+def test_tenant_scoping_cannot_be_overridden(method):
+    with pytest.raises(TypeError, match="tenant scoping lives in TenantViewSet"):
+        type("Sneaky", (TenantViewSet,), {"queryset": Project.objects.all(), method: lambda self: None})
+
+
+def test_every_detail_route_has_an_object_factory():
+    missing = sorted({route.id for route, _ in DETAIL_CALLS if route.basename not in ACME_OBJECT_FACTORIES})
+    assert not missing, f"detail routes without an entry in ACME_OBJECT_FACTORIES: {missing}"
+
+
+@pytest.mark.parametrize("outsider_client", CREDENTIALS, indirect=True)
+@pytest.mark.parametrize(("route", "method"), DETAIL_CALLS, ids=call_id)
+def test_outsider_gets_404_on_acme_object(cast, outsider_client, route, method):
+    # given
+    target = acme_object(cast, route)
+    body = valid_body(route, method)
+    row_before = row_of(target)
+    state_before = db_state()
+    # when
+    response = getattr(outsider_client, method)(route.url(target.pk), body, format="json")
+    # then
+    assert response.status_code == 404, (response.status_code, response.content)
+    assert assert_error_shape(response)["code"] == "not_found"
+    assert row_of(target) == row_before
+    assert db_state() == state_before
+    # and the answer is the one for an id that exists nowhere: nothing confirms the object exists
+    missing = getattr(outsider_client, method)(route.url(uuid.uuid4()), body, format="json")
+    assert (response.status_code, response.json()) == (missing.status_code, missing.json())
+    options, options_missing = outsider_client.options(route.url(target.pk)), outsider_client.options(
+        route.url(uuid.uuid4())
+    )
+    assert (options.status_code, options.json()) == (options_missing.status_code, options_missing.json())
+
+
+@pytest.mark.parametrize("outsider_client", CREDENTIALS, indirect=True)
+@pytest.mark.parametrize("route", list_routes(), ids=call_id)
+def test_outsider_lists_nothing_of_acme(cast, outsider_client, route):
+    # given: one object of every kind in Acme
+    for make in ACME_OBJECT_FACTORIES.values():
+        make(cast)
+    secrets_of_acme = acme_identifiers(cast)
+    assert len(secrets_of_acme) > 10
+    # when
+    response = outsider_client.get(route.url())
+    # then: the outsider's own view (keys cannot list keys or invitations: 403), never Acme's rows
+    assert response.status_code in (200, 403), (response.status_code, response.content)
+    text = response.content.decode()
+    leaked = sorted(s for s in secrets_of_acme if s in text)
+    assert not leaked, f"{route.id} shows the outsider Acme's {leaked}"
+
+
+@pytest.mark.parametrize("outsider_client", CREDENTIALS, indirect=True)
+def test_outsider_sees_own_organization_data(cast, outsider_client):
+    """The positive control for the leak scan above: the outsider's lists do show Globex."""
+    projects = outsider_client.get("/api/v1/projects/").json()["results"]
+    organizations = outsider_client.get("/api/v1/organizations/").json()["results"]
+
+    assert [p["id"] for p in projects] == [str(cast.outsider_project.pk)]
+    assert [o["id"] for o in organizations] == [str(cast.outsider_org.pk)]
