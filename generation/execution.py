@@ -31,8 +31,11 @@ from workers.engine import FinishReason, GenerationRequest, GenerationResult
 
 logger = logging.getLogger(__name__)
 
-#: A running job's lease; renewed while it runs, so a job whose worker died is visibly stale.
-LEASE = timedelta(seconds=60)
+
+def lease() -> timedelta:
+    """A running job's lease; renewed while it runs, so a job whose worker died is visibly stale."""
+    return timedelta(seconds=settings.GENERATION_LEASE_S)
+
 _CANCEL_POLL_S = 0.5
 
 
@@ -63,7 +66,7 @@ def claim(job_id: Any, worker: str) -> GenerationJob | None:
         job.worker = worker
         job.started_at = job.started_at or now
         job.deadline_at = now + timedelta(seconds=settings.GENERATION_JOB_DEADLINE_S)
-        job.lease_expires_at = now + LEASE
+        job.lease_expires_at = now + lease()
         job.save(update_fields=["status", "attempts", "worker", "started_at", "deadline_at", "lease_expires_at"])
         return job
 
@@ -154,11 +157,11 @@ def _generate(job: GenerationJob, requests: list[GenerationRequest], engine: Any
     pending = set(futures)
     while pending:
         # Renew the lease while waiting, so the reconciler never mistakes a busy job for a dead one.
-        _done, pending = wait(pending, timeout=LEASE.total_seconds() / 3, return_when=FIRST_EXCEPTION)
+        _done, pending = wait(pending, timeout=lease().total_seconds() / 3, return_when=FIRST_EXCEPTION)
         if any(f.exception() for f in _done if f.done()):
             break
         GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-            lease_expires_at=timezone.now() + LEASE
+            lease_expires_at=timezone.now() + lease()
         )
     return [f.result() for f in futures]
 

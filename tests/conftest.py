@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
@@ -106,15 +107,13 @@ def _test_database_url() -> str:
     return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
 
 
-@pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup: None, django_db_blocker: object) -> Iterator[subprocess.Popen[bytes]]:
-    """A real Celery worker process on the test database and Redis, for the whole session."""
+def _start_worker(name: str, queues: str, *extra: str) -> tuple[subprocess.Popen[bytes], Any]:
     from django.conf import settings
 
     from srcroot import REPO_ROOT
     from workers.heartbeat import live_workers
 
-    hostname = f"pytest-{os.getpid()}@localhost"
+    hostname = f"{name}-{os.getpid()}@localhost"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
@@ -122,22 +121,65 @@ def celery_worker_process(django_db_setup: None, django_db_blocker: object) -> I
         "REDIS_URL": settings.REDIS_URL,
         "PYTHONUNBUFFERED": "1",
     }
-    log = open(REPO_ROOT / "var" / "test-worker.log", "wb")
+    log = open(REPO_ROOT / "var" / f"test-{name}.log", "ab")  # noqa: SIM115 (closed by _stop_worker)
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers", "worker", "--queues", "generation,recommendation,default",
-         "--concurrency", "1", "--hostname", hostname, "--without-mingle", "--without-gossip", "--loglevel", "INFO"],
+        [sys.executable, "-m", "celery", "-A", "workers", "worker", "--queues", queues, "--hostname", hostname,
+         "--without-mingle", "--without-gossip", "--loglevel", "INFO", *extra],
         cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while hostname not in live_workers():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError(f"test worker did not start; see {log.name}")
+            raise RuntimeError(f"test worker {name} did not start; see {log.name}")
         time.sleep(0.2)
-    yield process
+    return process, log
+
+
+def _stop_worker(process: subprocess.Popen[bytes], log: Any) -> None:
     process.terminate()
     try:
-        process.wait(timeout=20)
+        process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
+        process.wait()
     log.close()
+
+
+class WorkerHandle:
+    """A worker subprocess that a test may kill and restart; the session keeps one running."""
+
+    def __init__(self, name: str, queues: str, *extra: str) -> None:
+        self.args = (name, queues, *extra)
+        self.process, self._log = _start_worker(*self.args)
+
+    def kill(self) -> None:
+        """SIGKILL, as the OOM killer or a lost machine would."""
+        self.process.kill()
+        self.process.wait()
+        self._log.close()
+
+    def restart(self) -> None:
+        if self.process.poll() is None:
+            self.kill()
+        self.process, self._log = _start_worker(*self.args)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            _stop_worker(self.process, self._log)
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup: None, django_db_blocker: object) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process (default + recommendation queues) on the test database, for the session."""
+    worker = WorkerHandle("default", "default,recommendation", "--concurrency", "1")
+    yield worker.process
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def generation_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[WorkerHandle]:
+    """A real generation worker (threads pool around one loaded model), as production runs it."""
+    worker = WorkerHandle("generation", "generation", "--pool", "threads", "--concurrency", "16")
+    yield worker
+    worker.stop()

@@ -148,7 +148,7 @@ def test_readyz_is_ready_with_a_live_worker_and_a_task_round_trips(client, celer
     assert response.status_code == 200, response.json()
     body = response.json()
     assert body["checks"] == {"database": "ok", "redis": "ok", "workers": body["checks"]["workers"]}
-    assert any(name.startswith("pytest-") for name in body["workers"])
+    assert any(name.startswith("default-") for name in body["workers"])
     assert result["pong"] is True
 
 

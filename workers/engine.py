@@ -62,14 +62,15 @@ class GenerationResult:
 
 
 class _Row:
-    __slots__ = ("future", "generator", "index", "request", "tokens")
+    __slots__ = ("future", "generator", "prompt_tokens", "request", "started", "tokens")
 
-    def __init__(self, index: int, request: GenerationRequest, future: Future[GenerationResult], generator: Any):
-        self.index = index
+    def __init__(self, request: GenerationRequest, future: Future[GenerationResult], generator: Any):
         self.request = request
         self.future = future
         self.generator = generator
         self.tokens: list[int] = []
+        self.prompt_tokens = 0
+        self.started = 0.0
 
 
 #: Candidates kept before nucleus sampling (the same default as transformers' top_k=50):
@@ -95,72 +96,145 @@ def sample_next(logits: Any, temperatures: Any, top_ps: Any, generators: list[An
 
 
 def generate_batch(loaded: LoadedModel, requests: list[GenerationRequest]) -> list[GenerationResult]:
-    """Run ``requests`` as one batch; the plain function the engine thread and the benchmark call."""
+    """Run ``requests`` as one batch to completion; the plain function tests and benchmarks call."""
+    batch = ActiveBatch(loaded)
     futures: list[Future[GenerationResult]] = [Future() for _ in requests]
-    _run(loaded, list(zip(requests, futures, strict=True)))
+    batch.admit(list(zip(requests, futures, strict=True)))
+    while batch:
+        batch.step()
     return [f.result() for f in futures]
 
 
-def _run(loaded: LoadedModel, items: list[tuple[GenerationRequest, Future[GenerationResult]]]) -> None:
-    import torch
+class ActiveBatch:
+    """The rows being decoded together, with their shared KV cache.
 
-    started = time.perf_counter()
-    tokenizer, model, device = loaded.tokenizer, loaded.model, loaded.device
-    prompts = [
-        tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False) for req, _ in items
-    ]
-    encoded = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-    input_ids = encoded["input_ids"].to(device)
-    attention = encoded["attention_mask"].to(device)
-    prompt_lengths = attention.sum(dim=-1).tolist()
-    rows = []
-    for i, (req, future) in enumerate(items):
-        generator = torch.Generator(device=device)
-        generator.manual_seed(int(req.seed) & 0x7FFF_FFFF_FFFF_FFFF)
-        rows.append(_Row(i, req, future, generator))
-    temps = torch.tensor([r.request.temperature for r in rows], device=device)
-    top_ps = torch.tensor([r.request.top_p for r in rows], device=device)
-    eos = loaded.eos_token_ids
-    max_steps = max(r.request.max_new_tokens for r in rows)
+    Continuous batching: ``admit`` prefills newcomers and merges them into the
+    running batch between decode steps (the shorter side is left-padded in the
+    cache and masked out), so a request never waits for a whole batch to end.
+    Finished rows leave at once, and columns no remaining row needs are trimmed
+    so the cache never grows past the oldest active row.
+    """
 
-    positions = (attention.cumsum(dim=-1) - 1).clamp(min=0)
-    with torch.inference_mode():
-        out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
-        cache = out.past_key_values
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.rows: list[_Row] = []
+        self.cache: Any = None
+        self.attention: Any = None  # [rows, cache length]: 1 for real tokens, 0 for padding
+        self.next_pos: Any = None  # [rows, 1]: position id of each row's next token
+        self.logits: Any = None  # [rows, vocab]: logits of each row's next token
+        self.temps: Any = None
+        self.top_ps: Any = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def admit(self, items: list[tuple[GenerationRequest, Future[GenerationResult]]]) -> None:
+        import torch
+
+        tokenizer, model, device = self.loaded.tokenizer, self.loaded.model, self.loaded.device
+        prompts = [
+            tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False) for r, _ in items
+        ]
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+        input_ids = encoded["input_ids"].to(device)
+        attention = encoded["attention_mask"].to(device)
+        positions = (attention.cumsum(dim=-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            out = model(
+                input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True, logits_to_keep=1
+            )
+        rows = []
+        started = time.perf_counter()
+        for (request, future), prompt_tokens in zip(items, attention.sum(dim=-1).tolist(), strict=True):
+            generator = torch.Generator(device=device)
+            generator.manual_seed(int(request.seed) & 0x7FFF_FFFF_FFFF_FFFF)
+            row = _Row(request, future, generator)
+            row.prompt_tokens, row.started = int(prompt_tokens), started
+            rows.append(row)
+        temps = torch.tensor([r.temperature for r, _ in items], device=device)
+        top_ps = torch.tensor([r.top_p for r, _ in items], device=device)
         logits = out.logits[:, -1, :]
         next_pos = positions[:, -1:] + 1
-        for _step in range(max_steps):
-            tokens = sample_next(logits, temps, top_ps, [r.generator for r in rows]).tolist()
-            keep: list[int] = []
-            for j, row in enumerate(rows):
-                reason = _append(row, tokens[j], eos)
-                if reason is None:
-                    keep.append(j)
-                else:
-                    _finish(loaded, row, reason, prompt_lengths[row.index], started)
-            if not keep:
-                break
-            if len(keep) < len(rows):
-                index = torch.tensor(keep, device=device)
-                cache.batch_select_indices(index)
-                rows = [rows[j] for j in keep]
-                attention, next_pos = attention[index], next_pos[index]
-                temps, top_ps = temps[index], top_ps[index]
-                tokens = [tokens[j] for j in keep]
-            attention = torch.cat([attention, attention.new_ones((len(rows), 1))], dim=-1)
-            step_ids = torch.tensor(tokens, device=device).unsqueeze(-1)
-            out = model(
+        if not self.rows:
+            self.rows, self.cache, self.attention, self.next_pos = rows, out.past_key_values, attention, next_pos
+            self.logits, self.temps, self.top_ps = logits, temps, top_ps
+            return
+        self._merge(out.past_key_values, attention)
+        self.rows += rows
+        self.next_pos = torch.cat([self.next_pos, next_pos])
+        self.logits = torch.cat([self.logits, logits])
+        self.temps = torch.cat([self.temps, temps])
+        self.top_ps = torch.cat([self.top_ps, top_ps])
+
+    def _merge(self, cache: Any, attention: Any) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        length = max(self.attention.shape[1], attention.shape[1])
+
+        def left_pad(t: Any, dim_from_end: int) -> Any:
+            missing = length - t.shape[-dim_from_end]
+            if missing == 0:
+                return t
+            pad = [0, 0] * (dim_from_end - 1) + [missing, 0]
+            return F.pad(t, pad)
+
+        for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
+            mine.keys = torch.cat([left_pad(mine.keys, 2), left_pad(theirs.keys, 2)])
+            mine.values = torch.cat([left_pad(mine.values, 2), left_pad(theirs.values, 2)])
+        self.attention = torch.cat([left_pad(self.attention, 1), left_pad(attention, 1)])
+
+    def step(self) -> None:
+        """Sample one token per row, retire finished rows, and run the next decode forward pass."""
+        import torch
+
+        tokens = sample_next(self.logits, self.temps, self.top_ps, [r.generator for r in self.rows]).tolist()
+        eos = self.loaded.eos_token_ids
+        keep = []
+        for j, row in enumerate(self.rows):
+            reason = _append(row, tokens[j], eos)
+            if reason is None:
+                keep.append(j)
+            else:
+                _finish(self.loaded, row, reason)
+        if not keep:
+            self.__init__(self.loaded)  # type: ignore[misc]
+            return
+        if len(keep) < len(self.rows):
+            index = torch.tensor(keep, device=self.loaded.device)
+            self.cache.batch_select_indices(index)
+            self.rows = [self.rows[j] for j in keep]
+            self.attention, self.next_pos = self.attention[index], self.next_pos[index]
+            self.temps, self.top_ps = self.temps[index], self.top_ps[index]
+            tokens = [tokens[j] for j in keep]
+            self._trim()
+        self.attention = torch.cat([self.attention, self.attention.new_ones((len(self.rows), 1))], dim=-1)
+        step_ids = torch.tensor(tokens, device=self.loaded.device).unsqueeze(-1)
+        with torch.inference_mode():
+            out = self.loaded.model(
                 input_ids=step_ids,
-                attention_mask=attention,
-                position_ids=next_pos,
-                past_key_values=cache,
+                attention_mask=self.attention,
+                position_ids=self.next_pos,
+                past_key_values=self.cache,
                 use_cache=True,
             )
-            cache, logits = out.past_key_values, out.logits[:, -1, :]
-            next_pos = next_pos + 1
-    for row in rows:  # only reached if max_steps ran out without a final check
-        if not row.future.done():
-            _finish(loaded, row, FinishReason.LENGTH, prompt_lengths[row.index], started)
+        self.cache, self.logits = out.past_key_values, out.logits[:, -1, :]
+        self.next_pos = self.next_pos + 1
+
+    def _trim(self) -> None:
+        """Drop leading cache columns that are padding for every remaining row."""
+        used = self.attention.any(dim=0).nonzero()
+        start = int(used[0]) if len(used) else 0
+        if start > 0:
+            self.attention = self.attention[:, start:]
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, start:, :], layer.values[:, :, start:, :]
+
+    def fail(self, exc: BaseException) -> None:
+        for row in self.rows:
+            if not row.future.done():
+                row.future.set_exception(exc)
+        self.__init__(self.loaded)  # type: ignore[misc]
 
 
 def _append(row: _Row, token: int, eos: set[int]) -> str | None:
@@ -172,15 +246,15 @@ def _append(row: _Row, token: int, eos: set[int]) -> str | None:
     return row.request.should_stop()
 
 
-def _finish(loaded: LoadedModel, row: _Row, reason: str, prompt_tokens: int, started: float) -> None:
+def _finish(loaded: LoadedModel, row: _Row, reason: str) -> None:
     text = loaded.tokenizer.decode(row.tokens, skip_special_tokens=True).strip()
     row.future.set_result(
         GenerationResult(
             text=text,
-            prompt_tokens=int(prompt_tokens),
+            prompt_tokens=row.prompt_tokens,
             completion_tokens=len(row.tokens),
             finish_reason=reason,
-            seconds=time.perf_counter() - started,
+            seconds=time.perf_counter() - row.started,
         )
     )
 
@@ -207,22 +281,43 @@ class BatchEngine:
         return [f.result() for f in futures]
 
     def _loop(self) -> None:
+        batch = ActiveBatch(self.loaded)
         while True:
-            batch = [self._queue.get()]
+            try:
+                newcomers = self._take(idle=not batch, room=self.max_batch - len(batch))
+                if newcomers:
+                    try:
+                        batch.admit(newcomers)
+                    except Exception as exc:  # a bad request fails itself, not the running rows
+                        logger.exception("admitting %d generation requests failed", len(newcomers))
+                        for _, future in newcomers:
+                            if not future.done():
+                                future.set_exception(exc)
+                if batch:
+                    batch.step()
+            except Exception as exc:  # a failed step fails its rows, never the engine
+                logger.exception("generation step of %d rows failed", len(batch))
+                batch.fail(exc)
+
+    def _take(self, *, idle: bool, room: int) -> list[tuple[GenerationRequest, Future[GenerationResult]]]:
+        """Requests to admit now: block (then wait a short window) when idle, else only what is queued."""
+        taken: list[tuple[GenerationRequest, Future[GenerationResult]]] = []
+        if room <= 0:
+            return taken
+        if idle:
+            taken.append(self._queue.get())
             deadline = time.monotonic() + self.window_s
-            while len(batch) < self.max_batch:
-                remaining = deadline - time.monotonic()
+            while len(taken) < room and (remaining := deadline - time.monotonic()) > 0:
                 try:
-                    batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
+                    taken.append(self._queue.get(timeout=remaining))
                 except queue.Empty:
                     break
+        while len(taken) < room:
             try:
-                _run(self.loaded, batch)
-            except Exception as exc:  # a failed batch fails its requests, never the engine
-                logger.exception("generation batch of %d failed", len(batch))
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                taken.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return taken
 
 
 _engine_lock = threading.Lock()

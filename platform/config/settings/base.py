@@ -259,3 +259,11 @@ GENERATION_MAX_NEW_TOKENS = env.int("GENERATION_MAX_NEW_TOKENS", default=1024)
 GENERATION_JOB_DEADLINE_S = env.int("GENERATION_JOB_DEADLINE_S", default=600)
 #: Attempts before a job that keeps losing its worker is failed.
 GENERATION_MAX_ATTEMPTS = env.int("GENERATION_MAX_ATTEMPTS", default=3)
+#: A running job's lease, renewed every third of it; the reconciler re-enqueues jobs whose lease expired.
+GENERATION_LEASE_S = env.int("GENERATION_LEASE_S", default=60)
+
+# --- Bulk generation (generation/bulk.py) ----------------------------------------------------
+
+#: Rows one CSV upload may have; each row is one job (a 500-row batch of 1 variant at 200 tokens
+#: is ~100k generated tokens, minutes of a worker).
+BULK_MAX_ROWS = env.int("BULK_MAX_ROWS", default=500)

@@ -15,3 +15,4 @@ STORAGES = {
 ACCOUNT_RATE_LIMITS = False
 CELERY_KEY_PREFIX = "loom-test:"
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+GENERATION_LEASE_S = 6  # a killed worker's job becomes reclaimable within seconds

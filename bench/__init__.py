@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench.<name>``. Each prints its table and ratios measured in the same run."""

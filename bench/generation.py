@@ -1,0 +1,152 @@
+"""Generation throughput: concurrent jobs on one real worker vs the same model one request at a time.
+
+    python -m bench.generation [--tokens 64] [--levels 1,4,16,64] [--sequential-jobs 6]
+
+Starts a real generation worker (threads pool around one loaded model, as
+production runs it) on the configured database and Redis, submits jobs through
+the same service the API uses, and measures generated tokens per second of
+wall time from first submission to last completion:
+
+- ``one-at-a-time``: jobs submitted one after another, each waiting for the previous;
+- ``N concurrent``: N jobs submitted at once, batched by the worker's engine.
+
+Queue overhead: submit -> worker start latency, and no-op ``workers.ping``
+round trips per second through Redis and a default-queue worker.
+The last line is ``speedup_16: <16-concurrent / one-at-a-time tokens/s>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import uuid
+
+import srcroot  # noqa: F401
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db.models import Sum  # noqa: E402
+
+from bench._workers import start_worker, stop  # noqa: E402
+from generation import services  # noqa: E402
+from generation.models import FINAL_STATUSES, GenerationJob  # noqa: E402
+from organizations.models import Organization  # noqa: E402
+from projects.models import Project  # noqa: E402
+
+PRODUCTS = [
+    "linen tea towel",
+    "ceramic mug",
+    "scented candle",
+    "wool blanket",
+    "oak cutting board",
+    "glass vase",
+    "cotton tote bag",
+    "brass lamp",
+]
+
+
+def _submit(project: Project, version, i: int, tokens: int) -> GenerationJob:
+    job, _ = services.submit_generation(
+        organization=project.organization,
+        project=project,
+        version=version,
+        inputs={"product": PRODUCTS[i % len(PRODUCTS)], "features": "handmade", "audience": "gift shoppers"},
+        params={"num_variants": 1, "max_new_tokens": tokens, "temperature": 0.8, "seed": 1000 + i},
+    )
+    return job
+
+
+def _wait(job_ids: list, timeout: float = 1800) -> None:
+    deadline = time.monotonic() + timeout
+    while GenerationJob.objects.filter(pk__in=job_ids).exclude(status__in=FINAL_STATUSES).exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("jobs did not finish in time")
+        time.sleep(0.05)
+
+
+def _tokens(job_ids: list) -> int:
+    return GenerationJob.objects.filter(pk__in=job_ids).aggregate(t=Sum("completion_tokens"))["t"] or 0
+
+
+def run_sequential(project, version, jobs: int, tokens: int) -> tuple[float, int, float]:
+    ids, started = [], time.perf_counter()
+    for i in range(jobs):
+        job = _submit(project, version, i, tokens)
+        _wait([job.pk])
+        ids.append(job.pk)
+    elapsed = time.perf_counter() - started
+    return _tokens(ids) / elapsed, _tokens(ids), elapsed
+
+
+def run_concurrent(project, version, n: int, tokens: int) -> tuple[float, int, float]:
+    started = time.perf_counter()
+    ids = [_submit(project, version, i, tokens).pk for i in range(n)]
+    _wait(ids)
+    elapsed = time.perf_counter() - started
+    return _tokens(ids) / elapsed, _tokens(ids), elapsed
+
+
+def queue_overhead(rounds: int = 50) -> tuple[float, float]:
+    from workers.tasks import ping
+
+    ping.delay().get(timeout=60)  # warm the connection
+    started = time.perf_counter()
+    for _ in range(rounds):
+        ping.delay().get(timeout=60)
+    return rounds / (time.perf_counter() - started), 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, default=64, help="max new tokens per job")
+    parser.add_argument("--levels", default="1,4,16,64", help="concurrency levels")
+    parser.add_argument("--sequential-jobs", type=int, default=6, help="jobs in the one-at-a-time baseline")
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+
+    from workers.runtime import ModelSpec, resolve_device
+
+    spec = ModelSpec.from_settings()
+    organization = Organization.objects.create(name="Benchmark", slug=f"bench-{uuid.uuid4().hex[:8]}")
+    project = Project.objects.create(organization=organization, name="Bench", slug="bench")
+    version = services.resolve_version(organization, "product-description")
+    gen_worker = start_worker("generation", "generation", "--pool", "threads", "--concurrency", str(max(levels)))
+    default_worker = start_worker("default", "default", "--concurrency", "1")
+    try:
+        _wait([_submit(project, version, 0, 4).pk])  # the worker loads its model here, not in a timed run
+        seq_rate, seq_tokens, seq_time = run_sequential(project, version, args.sequential_jobs, args.tokens)
+        rows = [("one-at-a-time", args.sequential_jobs, seq_tokens, seq_time, seq_rate, 1.0)]
+        for n in levels:
+            rate, tokens, elapsed = run_concurrent(project, version, n, args.tokens)
+            rows.append((f"{n} concurrent", n, tokens, elapsed, rate, rate / seq_rate))
+        jobs = GenerationJob.objects.filter(project=project, started_at__isnull=False)
+        latencies = [(j.started_at - j.created_at).total_seconds() * 1000 for j in jobs]
+        pings, _ = queue_overhead()
+    finally:
+        stop(gen_worker)
+        stop(default_worker)
+        organization.delete()
+
+    print(f"model: {spec.model} on {resolve_device(spec.device)}; max new tokens per job: {args.tokens}")
+    print(f"{'mode':<16}{'jobs':>6}{'tokens':>9}{'seconds':>10}{'tokens/s':>11}{'ratio':>8}")
+    for name, jobs_n, tokens, elapsed, rate, ratio in rows:
+        print(f"{name:<16}{jobs_n:>6}{tokens:>9}{elapsed:>10.1f}{rate:>11.1f}{ratio:>7.2f}x")
+    print(
+        f"queue: submit->start latency median {statistics.median(latencies):.0f} ms "
+        f"(p95 {sorted(latencies)[int(len(latencies) * 0.95) - 1]:.0f} ms over {len(latencies)} jobs, "
+        "includes waiting for a batch slot); "
+        f"no-op round trips {pings:.1f}/s"
+    )
+    by_name = {name: ratio for name, _, _, _, _, ratio in rows}
+    if "16 concurrent" in by_name:
+        print(f"speedup_16: {by_name['16 concurrent']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Generation end to end on a real Celery worker process with the real bundled model."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from generation import services
+from generation.execution import reconcile
+from generation.models import GenerationJob, JobStatus, Variant
+from tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory, UserFactory
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+INPUTS = {"product": "Linen tea towel", "features": "100% linen, 50x70 cm", "audience": "home cooks"}
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _submit(project, **params):
+    version = services.resolve_version(project.organization, "product-description")
+    job, created = services.submit_generation(
+        organization=project.organization,
+        project=project,
+        version=version,
+        inputs=INPUTS,
+        params={"num_variants": 2, "max_new_tokens": 24, "seed": 7, **params},
+    )
+    assert created
+    return job
+
+
+@pytest.fixture
+def project(db):
+    organization = OrganizationFactory()
+    MembershipFactory(organization=organization, user=UserFactory(), role="owner")
+    return ProjectFactory(organization=organization)
+
+
+def test_queued_job_runs_on_a_real_worker_and_stores_checked_variants(project, generation_worker):
+    job = _submit(project)
+    job = _wait_for(lambda: GenerationJob.objects.filter(pk=job.pk, status=JobStatus.SUCCEEDED).first(), 180, "success")
+    variants = list(job.variants.order_by("index"))
+    assert [v.index for v in variants] == [0, 1]
+    assert all(v.text and v.tokens > 0 for v in variants)
+    assert all(v.constraint_report and v.brand_fit is not None for v in variants)
+    assert job.completion_tokens == sum(v.tokens for v in variants)
+    assert job.prompt_tokens > 0 and job.attempts == 1 and job.finished_at is not None
+
+
+def test_killed_worker_job_is_redelivered_and_ends_with_exactly_the_requested_variants(project, generation_worker):
+    # given: a long job running
+    job = _submit(project, num_variants=3, max_new_tokens=400, temperature=1.0)
+    _wait_for(lambda: GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).exists(), 120, "running")
+    # when: the worker process dies mid-job and a new one starts; the reconciler sees the expired lease
+    generation_worker.kill()
+    generation_worker.restart()
+    _wait_for(lambda: reconcile(), 60, "the reconciler to re-enqueue the job")
+    # then: the job completes, once
+    job = _wait_for(
+        lambda: (
+            GenerationJob.objects.filter(pk=job.pk).exclude(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).first()
+        ),
+        300,
+        "a final state",
+    )
+    assert job.status == JobStatus.SUCCEEDED, job.failure_reason
+    assert job.attempts == 2
+    assert Variant.objects.filter(job=job).count() == 3
+    assert sorted(Variant.objects.filter(job=job).values_list("index", flat=True)) == [0, 1, 2]
+
+
+def test_cancel_stops_a_running_job(project, generation_worker):
+    job = _submit(project, num_variants=1, max_new_tokens=1000, temperature=1.0)
+    _wait_for(lambda: GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).exists(), 120, "running")
+    services.cancel_job(job=job)
+    job = _wait_for(
+        lambda: GenerationJob.objects.filter(pk=job.pk, status=JobStatus.CANCELED).first(), 120, "cancellation"
+    )
+    variant = job.variants.get()
+    assert variant.finish_reason == "canceled"
+    assert variant.tokens < 1000
