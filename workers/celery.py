@@ -85,6 +85,13 @@ class Heartbeat(bootsteps.StartStopStep):
         hostname = worker.hostname  # type: ignore[attr-defined]
         queues = sorted(q.name for q in app.amqp.queues.consume_from.values()) if app.amqp.queues.consume_from else []
         beat(hostname, queues)
+        if "generation" in queues:
+            # Load the model now, not inside the first job (the first start converts the GGUF file).
+            import threading
+
+            from workers.engine import get_engine
+
+            threading.Thread(target=get_engine, name="model-warmup", daemon=True).start()
         self.tref = worker.timer.call_repeatedly(  # type: ignore[attr-defined]
             settings.WORKER_HEARTBEAT_INTERVAL_S, beat, (hostname, queues), priority=10
         )

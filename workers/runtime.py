@@ -98,6 +98,10 @@ def _source(spec: ModelSpec) -> tuple[str, str | None]:
 
 
 def load(spec: ModelSpec) -> LoadedModel:
+    import os
+
+    # Workers never download weights at run time: a model must be bundled, cached or local.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     started = time.perf_counter()
