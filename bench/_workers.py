@@ -24,7 +24,7 @@ def start_worker(name: str, queues: str, *extra: str) -> subprocess.Popen[bytes]
         "DJANGO_SETTINGS_MODULE": os.environ["DJANGO_SETTINGS_MODULE"],
     }
     log = Path(settings.VAR_DIR) / f"bench-{name}.log"
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
         [
             sys.executable,
             "-m",

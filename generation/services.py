@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 VARIABLE_TYPES = {"text", "textarea", "choice", "number"}
 _MAX_SEED = 2**63 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # --- templates ---------------------------------------------------------------------------------
@@ -87,7 +88,7 @@ def validate_variables_spec(variables: Any) -> list[str]:
         if name in seen:
             errors.append(f"variable {name!r} is declared twice")
         seen.add(name)
-        if spec.get("type", "text") not in VARIABLE_TYPES:
+        if not isinstance(spec.get("type", "text"), str) or spec.get("type", "text") not in VARIABLE_TYPES:
             errors.append(f"variable {name!r}: type must be one of {', '.join(sorted(VARIABLE_TYPES))}")
         max_length = spec.get("max_length", 500)
         if not isinstance(max_length, int) or isinstance(max_length, bool) or not 1 <= max_length <= 10_000:
@@ -261,7 +262,7 @@ def validate_inputs(version: TemplateVersion, inputs: Any) -> dict[str, Any]:
     declared = {v["name"]: v for v in version.variables}
     for name in inputs:
         if name not in declared:
-            errors[str(name)[:60]] = [f"unknown variable; this template takes: {', '.join(declared)}"]
+            errors[_printable(name)[:60]] = [f"unknown variable; this template takes: {', '.join(declared)}"]
     cleaned: dict[str, Any] = {}
     for name, spec in declared.items():
         value = inputs.get(name, spec.get("default"))
@@ -278,6 +279,9 @@ def validate_inputs(version: TemplateVersion, inputs: Any) -> dict[str, Any]:
             continue
         else:
             value = value.strip()
+            if not storable_text(value):
+                errors[name] = ["contains a NUL or an unpaired surrogate character"]
+                continue
             if len(value) > spec.get("max_length", 500):
                 errors[name] = [f"at most {spec.get('max_length', 500)} characters (got {len(value)})"]
                 continue
@@ -291,6 +295,16 @@ def validate_inputs(version: TemplateVersion, inputs: Any) -> dict[str, Any]:
             f"{first[0]}: {first[1][0]}", code="invalid_inputs", fields={f"inputs.{k}": v for k, v in errors.items()}
         )
     return cleaned
+
+
+def storable_text(value: str) -> bool:
+    """Whether Postgres can store the text: no NUL character and no unpaired UTF-16 surrogate."""
+    return "\x00" not in value and _SURROGATE.search(value) is None
+
+
+def _printable(value: Any) -> str:
+    """A name safe to echo back in an error (the JSON renderer cannot encode a lone surrogate)."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def validate_parameters(version: TemplateVersion, params: dict[str, Any]) -> dict[str, Any]:
@@ -351,8 +365,8 @@ def submit_generation(
     """
     if project.organization_id != organization.pk:
         raise NotFound("Project not found.")
-    if len(idempotency_key) > 200:
-        raise InvalidInput("Idempotency-Key is at most 200 characters.", code="invalid_idempotency_key")
+    if len(idempotency_key) > 200 or not storable_text(idempotency_key):
+        raise InvalidInput("Idempotency-Key is at most 200 printable characters.", code="invalid_idempotency_key")
     request_print = fingerprint(
         {"project": str(project.pk), "version": str(version.pk), "inputs": inputs, "params": params}
     )

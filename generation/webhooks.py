@@ -67,7 +67,11 @@ def verify(secret: str, body: bytes, header: str, tolerance_s: int = 300) -> boo
 def create_webhook(*, actor: Any, organization: Any, url: str) -> tuple[Webhook, str]:
     """Returns the webhook and its signing secret, shown once."""
     if not url.startswith(("https://", "http://")):
-        raise InvalidInput("The webhook URL must start with https:// or http://.", code="invalid_url")
+        raise InvalidInput(
+            "The webhook URL must start with https:// or http://.",
+            code="invalid_url",
+            fields={"url": ["must start with https:// or http://"]},
+        )
     secret = "whsec_" + secrets.token_urlsafe(32)
     webhook = Webhook.objects.create(
         organization=organization,
@@ -134,6 +138,10 @@ def deliver(delivery_id: Any) -> int | None:
     delivery = WebhookDelivery.objects.select_related("webhook").filter(pk=delivery_id).first()
     if delivery is None or delivery.status != "pending":
         return None
+    if not delivery.webhook.is_active:  # deactivated while retries were pending: stop sending
+        delivery.status, delivery.next_attempt_at, delivery.last_error = "failed", None, "Webhook deactivated."
+        delivery.save(update_fields=["status", "next_attempt_at", "last_error"])
+        return None
     body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
     headers = {
         "Content-Type": "application/json",
@@ -161,3 +169,16 @@ def deliver(delivery_id: Any) -> int | None:
         delivery.next_attempt_at = timezone.now() + timezone.timedelta(seconds=retry_in)
     delivery.save()
     return retry_in
+
+
+@transaction.atomic
+def deactivate_webhook(*, actor: Any, webhook: Webhook) -> Webhook:
+    """Stop sending to the URL. Its delivery log stays; deactivating twice changes nothing."""
+    webhook = Webhook.objects.select_for_update().get(pk=webhook.pk)
+    if webhook.is_active:
+        webhook.is_active = False
+        webhook.save(update_fields=["is_active"])
+        from audit.services import record
+
+        record("webhook.deactivated", organization=webhook.organization, actor=actor, target=webhook, url=webhook.url)
+    return webhook

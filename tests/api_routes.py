@@ -17,8 +17,16 @@ from django.apps import apps
 from django.db import models
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from generation.models import JobStatus
 from organizations.models import Membership, Role
 from tests.factories import ApiKeyFactory, InvitationFactory, MembershipFactory, ProjectFactory
+from tests.generation_factories import (
+    BulkBatchFactory,
+    GenerationJobFactory,
+    TemplateVersionFactory,
+    VariantFactory,
+    WebhookDeliveryFactory,
+)
 
 if TYPE_CHECKING:
     from tests.conftest import Cast
@@ -123,6 +131,12 @@ ACME_OBJECT_FACTORIES: dict[str, Callable[[Cast], models.Model]] = {
     "invitation": lambda cast: InvitationFactory(organization=cast.org, email="invitee@acme.test"),
     "project": lambda cast: ProjectFactory(organization=cast.org, name="Acme launch", slug="acme-launch"),
     "api-key": lambda cast: ApiKeyFactory(organization=cast.org, created_by=cast.owner),
+    "project-content": lambda cast: cast.project,
+    "template": lambda cast: TemplateVersionFactory(template__organization=cast.org).template,
+    "job": lambda cast: GenerationJobFactory(project=cast.project, status=JobStatus.QUEUED),
+    "variant": lambda cast: VariantFactory(job__project=cast.project, index=0),
+    "webhook": lambda cast: WebhookDeliveryFactory(webhook__organization=cast.org, job__project=cast.project).webhook,
+    "bulk-batch": lambda cast: BulkBatchFactory(project=cast.project),
 }
 
 
@@ -136,7 +150,7 @@ def acme_object(cast: Cast, route: Route) -> models.Model:
 
 #: A request each write route would accept from someone allowed to make it, so a
 #: refusal in a sweep is the permission check and not the validator.
-VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+VALID_BODIES: dict[tuple[str, str], dict[str, Any] | Callable[[], dict[str, Any]]] = {
     ("project-list", "post"): {"name": "Hijack", "slug": "hijack"},
     ("project-detail", "put"): {"name": "Hijacked", "slug": "hijacked", "description": "", "default_language": "de"},
     ("project-detail", "patch"): {"name": "Hijacked"},
@@ -144,11 +158,33 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("invitation-list", "post"): {"email": "mallory@evil.test", "role": Role.ADMIN.value},
     ("api-key-list", "post"): {"name": "Hijack", "scope": "write"},
     ("invitation-accept", "post"): {"token": "not-a-real-token"},
+    ("template-list", "post"): {
+        "name": "Hijack",
+        "variables": [{"name": "product"}],
+        "prompt": "Write about {product}.",
+    },
+    ("template-versions", "post"): {"variables": [{"name": "product"}], "prompt": "Now {product}."},
+    ("project-content-brand-voice", "put"): {"tone": "Hijacked", "words_to_avoid": ["quality"]},
+    ("project-content-brand-voice", "patch"): {"tone": "Hijacked"},
+    ("job-list", "post"): lambda: {
+        "project": str(_acme_project().pk),
+        "template": "product-description",
+        "inputs": {"product": "Bulbs"},
+    },
+    ("variant-detail", "patch"): {"rating": 1, "approved": True},
+    ("webhook-list", "post"): {"url": "https://evil.test/hook"},
 }
 
 
+def _acme_project() -> Any:
+    from projects.models import Project
+
+    return Project.objects.get(organization__slug="acme", slug="spring")
+
+
 def valid_body(route: Route, method: str) -> dict[str, Any]:
-    return VALID_BODIES.get((route.name, method), {})
+    body = VALID_BODIES.get((route.name, method), {})
+    return body() if callable(body) else body
 
 
 def acme_identifiers(cast: Cast) -> set[str]:
@@ -165,6 +201,23 @@ def acme_identifiers(cast: Cast) -> set[str]:
     ids |= set(ApiKey.objects.filter(organization=cast.org).values_list("prefix", flat=True))
     ids |= set(Membership.objects.filter(organization=cast.org).values_list("user__email", flat=True))
     ids |= set(Invitation.objects.filter(organization=cast.org).values_list("email", flat=True))
+    ids |= _generation_identifiers(cast)
+    return ids
+
+
+def _generation_identifiers(cast: Cast) -> set[str]:
+    from generation.models import BulkBatch, GenerationJob, Template, TemplateVersion, Variant, Webhook
+
+    rows = [
+        Template.objects.filter(organization=cast.org),
+        TemplateVersion.objects.filter(template__organization=cast.org),
+        GenerationJob.objects.filter(organization=cast.org),
+        Variant.objects.filter(job__organization=cast.org),
+        Webhook.objects.filter(organization=cast.org),
+        BulkBatch.objects.filter(organization=cast.org),
+    ]
+    ids = {str(pk) for queryset in rows for pk in queryset.values_list("pk", flat=True)}
+    ids |= set(Template.objects.filter(organization=cast.org).values_list("slug", flat=True))
     return ids
 
 

@@ -121,7 +121,7 @@ def _start_worker(name: str, queues: str, *extra: str) -> tuple[subprocess.Popen
         "REDIS_URL": settings.REDIS_URL,
         "PYTHONUNBUFFERED": "1",
     }
-    log = open(REPO_ROOT / "var" / f"test-{name}.log", "ab")  # noqa: SIM115 (closed by _stop_worker)
+    log = open(REPO_ROOT / "var" / f"test-{name}.log", "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers", "worker", "--queues", queues, "--hostname", hostname,
          "--without-mingle", "--without-gossip", "--loglevel", "INFO", *extra],

@@ -89,3 +89,40 @@ def test_cancel_stops_a_running_job(project, generation_worker):
     variant = job.variants.get()
     assert variant.finish_reason == "canceled"
     assert variant.tokens < 1000
+
+
+def test_api_submission_goes_queued_running_succeeded_on_a_real_worker(cast, key_for, generation_worker):
+    # given: an API key of Acme
+    client, _, _ = key_for("write")
+    body = {
+        "project": str(cast.project.pk),
+        "template": "email-subject-lines",
+        "inputs": {"topic": "spring sale"},
+        "num_variants": 2,
+        "max_new_tokens": 20,
+        "seed": 11,
+    }
+    # when: the job is submitted and polled through the API
+    response = client.post("/api/v1/jobs/", body, format="json", HTTP_IDEMPOTENCY_KEY="e2e-1")
+    assert response.status_code == 201, response.json()
+    job_id = response.json()["id"]
+    seen = {response.json()["status"]}
+
+    def final():
+        data = client.get(f"/api/v1/jobs/{job_id}/").json()
+        seen.add(data["status"])
+        return data if data["status"] in {"succeeded", "failed", "canceled"} else None
+
+    data = _wait_for(final, 180, "the job to finish")
+    # then: it went through the states, and its variants carry reports and usage
+    assert data["status"] == "succeeded", data
+    assert {"queued", "succeeded"} <= seen
+    assert len(data["variants"]) == 2
+    assert all(v["constraint_report"] and v["brand_fit"] is not None and v["tokens"] > 0 for v in data["variants"])
+    job = GenerationJob.objects.get(pk=job_id)
+    assert job.started_at is not None and job.started_at <= job.finished_at
+    assert job.completion_tokens == sum(v["tokens"] for v in data["variants"])
+    # and the same key and body replays the same job
+    again = client.post("/api/v1/jobs/", body, format="json", HTTP_IDEMPOTENCY_KEY="e2e-1")
+    assert again.status_code == 200 and again.json()["id"] == job_id
+    assert GenerationJob.objects.filter(idempotency_key="e2e-1").count() == 1

@@ -7,6 +7,14 @@ from rest_framework.routers import DefaultRouter
 
 from accounts.api.views import MeView
 from apikeys.api.views import ApiKeyViewSet
+from generation.api.views import (
+    BulkBatchViewSet,
+    JobViewSet,
+    ProjectContentViewSet,
+    TemplateViewSet,
+    VariantViewSet,
+    WebhookViewSet,
+)
 from organizations.api.views import AcceptInvitationView, InvitationViewSet, MemberViewSet, OrganizationViewSet
 from projects.api.views import ProjectViewSet
 
@@ -31,6 +39,13 @@ router.register("members", MemberViewSet, basename="member")
 router.register("invitations", InvitationViewSet, basename="invitation")
 router.register("projects", ProjectViewSet, basename="project")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
+# A project's brand voice and exports: /projects/{id}/brand-voice/, /projects/{id}/export.csv, ...
+router.register("projects", ProjectContentViewSet, basename="project-content")
+router.register("templates", TemplateViewSet, basename="template")
+router.register("jobs", JobViewSet, basename="job")
+router.register("variants", VariantViewSet, basename="variant")
+router.register("webhooks", WebhookViewSet, basename="webhook")
+router.register("bulk", BulkBatchViewSet, basename="bulk-batch")
 
 app_name = "api"
 urlpatterns = [

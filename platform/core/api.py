@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 from rest_framework import exceptions, permissions, status, viewsets
 from rest_framework.request import Request
@@ -111,6 +111,9 @@ class TenantViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
     write_role: ClassVar[Role] = Role.EDITOR
     #: Per-action overrides, e.g. {"destroy": Role.ADMIN}.
     action_roles: ClassVar[dict[str, Role]] = {}
+    #: Rows every organization sees besides its own, as a lookup, e.g. ``{"organization__isnull": True}``
+    #: for the built-in template library. They are shared reads: the view must refuse writes on them.
+    shared_rows: ClassVar[dict[str, Any] | None] = None
 
     _SEALED = ("get_queryset", "get_object", "tenant", "permission_denied")
 
@@ -169,7 +172,8 @@ class TenantViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
         if getattr(self, "swagger_fake_view", False):  # schema generation has no caller
             return self.get_base_queryset().none()
         tenant: Tenant = self.tenant
-        queryset = self.get_base_queryset().filter(**{self.organization_field: tenant.organization})
+        own = Q(**{self.organization_field: tenant.organization})
+        queryset = self.get_base_queryset().filter(own | Q(**self.shared_rows) if self.shared_rows else own)
         if tenant.project_id is not None:
             assert self.project_field is not None
             queryset = queryset.filter(**{self.project_field: tenant.project_id})

@@ -1,0 +1,394 @@
+"""Shapes of the generation API. Validation of meaning (limits, variables) lives in the services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from generation.library import COPYWRITER
+from generation.models import (
+    BrandVoice,
+    BulkBatch,
+    GenerationJob,
+    JobStatus,
+    Template,
+    TemplateVersion,
+    Variant,
+    Webhook,
+    WebhookDelivery,
+)
+from generation.services import storable_text
+
+#: The generation parameters of a job or a bulk batch; omitted ones take the service's defaults.
+PARAMETER_NAMES = ("num_variants", "max_new_tokens", "temperature", "top_p", "seed")
+
+
+def _storable(data: Any) -> bool:
+    """Every string in a JSON value (keys too) can be stored by Postgres; iterative, no recursion."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if not storable_text(value):
+                return False
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return True
+
+
+class StorableJSONField(serializers.JSONField):
+    """JSON stored as is (template variables, constraints): no NUL or unpaired surrogate anywhere in it."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        if not _storable(value):
+            raise serializers.ValidationError("contains a NUL or an unpaired surrogate character")
+        return value
+
+
+# --- templates ---------------------------------------------------------------------------------
+
+
+class TemplateVersionSerializer(serializers.ModelSerializer[TemplateVersion]):
+    class Meta:
+        model = TemplateVersion
+        fields = [
+            "id",
+            "version",
+            "variables",
+            "system_prompt",
+            "prompt",
+            "constraints",
+            "default_max_new_tokens",
+            "changelog",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class TemplateSerializer(serializers.ModelSerializer[Template]):
+    is_builtin = serializers.BooleanField(read_only=True)
+    latest_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Template
+        fields = ["id", "slug", "name", "category", "description", "is_builtin", "latest_version", "created_at"]
+        read_only_fields = fields
+
+    def get_latest_version(self, template: Template) -> int | None:
+        versions = [v.version for v in template.versions.all()]  # prefetched by the view
+        return max(versions, default=None)
+
+
+class TemplateDetailSerializer(TemplateSerializer):
+    versions = TemplateVersionSerializer(many=True, read_only=True)
+
+    class Meta(TemplateSerializer.Meta):
+        fields = [*TemplateSerializer.Meta.fields, "versions"]
+        read_only_fields = fields
+
+
+class TemplateFilterSerializer(serializers.Serializer[Any]):
+    category = serializers.CharField(max_length=40, required=False, help_text="Only this category.")
+
+
+class TemplateVersionCreateSerializer(serializers.Serializer[Any]):
+    variables = StorableJSONField(
+        help_text='[{"name", "label", "type": "text"|"textarea"|"choice"|"number", "required", "max_length", '
+        '"choices", "default", "help"}]'
+    )
+    system_prompt = serializers.CharField(max_length=4000, default=COPYWRITER, trim_whitespace=False)
+    prompt = serializers.CharField(max_length=8000, trim_whitespace=False, help_text="{variable} placeholders.")
+    constraints = StorableJSONField(
+        default=dict,
+        help_text='{"min_chars", "max_chars", "min_words", "max_words", "required_phrases", "banned_phrases"}',
+    )
+    default_max_new_tokens = serializers.IntegerField(default=200, help_text=f"1..{settings.GENERATION_MAX_NEW_TOKENS}")
+    changelog = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+
+
+class TemplateCreateSerializer(TemplateVersionCreateSerializer):
+    name = serializers.CharField(max_length=120)
+    slug = serializers.SlugField(max_length=80, required=False, allow_blank=True, default="")
+    category = serializers.CharField(max_length=40, required=False, default="custom")
+    description = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
+    changelog = None  # type: ignore[assignment]  # the first version needs none
+
+
+# --- brand voice -------------------------------------------------------------------------------
+
+
+def _phrases() -> serializers.ListField:
+    return serializers.ListField(child=serializers.CharField(allow_blank=True, trim_whitespace=False))
+
+
+class BrandVoiceSerializer(serializers.ModelSerializer[BrandVoice]):
+    """PUT replaces the voice (omitted fields become empty); PATCH changes the fields sent."""
+
+    tone = serializers.CharField(required=False, allow_blank=True, default="", help_text="At most 200 characters.")
+    audience = serializers.CharField(required=False, allow_blank=True, default="", help_text="At most 300 characters.")
+    words_to_use = serializers.ListField(
+        child=serializers.CharField(allow_blank=True), required=False, default=list, help_text="At most 50."
+    )
+    words_to_avoid = serializers.ListField(
+        child=serializers.CharField(allow_blank=True), required=False, default=list, help_text="At most 50."
+    )
+    example_texts = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+        required=False,
+        default=list,
+        help_text="At most 10, of at most 2000 characters each.",
+    )
+    project = serializers.UUIDField(source="project_id", read_only=True)
+
+    class Meta:
+        model = BrandVoice
+        fields = ["project", "tone", "audience", "words_to_use", "words_to_avoid", "example_texts", "updated_at"]
+        read_only_fields = ["project", "updated_at"]
+
+
+# --- jobs and variants -------------------------------------------------------------------------
+
+
+class VariantSerializer(serializers.ModelSerializer[Variant]):
+    job = serializers.UUIDField(source="job_id", read_only=True)
+    final_text = serializers.CharField(read_only=True, help_text="edited_text when there is one, else text.")
+
+    class Meta:
+        model = Variant
+        fields = [
+            "id",
+            "job",
+            "index",
+            "revision",
+            "text",
+            "edited_text",
+            "final_text",
+            "finish_reason",
+            "prompt_tokens",
+            "tokens",
+            "seed",
+            "constraint_report",
+            "constraints_passed",
+            "brand_fit",
+            "moderation",
+            "rating",
+            "approved",
+            "approved_at",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class VariantFeedbackSerializer(serializers.Serializer[Any]):
+    rating = serializers.IntegerField(required=False, help_text="1..5")
+    edited_text = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, help_text="At most 20,000 characters."
+    )
+    approved = serializers.BooleanField(required=False)
+
+
+class JobSerializer(serializers.ModelSerializer[GenerationJob]):
+    project = serializers.UUIDField(source="project_id", read_only=True)
+    template = serializers.CharField(source="template_version.template.slug", read_only=True)
+    template_id = serializers.UUIDField(source="template_version.template_id", read_only=True)
+    template_version = serializers.IntegerField(source="template_version.version", read_only=True)
+    batch = serializers.UUIDField(source="batch_id", read_only=True, allow_null=True)
+    variants = serializers.SerializerMethodField()
+
+    class Meta:
+        model = GenerationJob
+        fields = [
+            "id",
+            "project",
+            "template",
+            "template_id",
+            "template_version",
+            "status",
+            "failure_reason",
+            "inputs",
+            "num_variants",
+            "max_new_tokens",
+            "temperature",
+            "top_p",
+            "seed",
+            "batch",
+            "batch_line",
+            "prompt_tokens",
+            "completion_tokens",
+            "model_name",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "cancel_requested_at",
+            "variants",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(VariantSerializer(many=True))
+    def get_variants(self, job: GenerationJob) -> list[dict[str, Any]]:
+        """The current revision of each variant, by index."""
+        current = getattr(job, "current_variants", None)  # prefetched by the views
+        if current is None:
+            current = list(job.variants.filter(is_current=True).order_by("index"))
+        return VariantSerializer(current, many=True).data  # type: ignore[return-value]
+
+
+class JobCreateSerializer(serializers.Serializer[Any]):
+    project = serializers.UUIDField()
+    template = serializers.CharField(max_length=200, help_text="A template id or slug.")
+    template_version = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=2**31 - 1, help_text="Default: the latest."
+    )
+    inputs = serializers.JSONField(default=dict, help_text="Variable name -> value.")
+    num_variants = serializers.IntegerField(required=False, help_text=f"1..{settings.GENERATION_MAX_VARIANTS}")
+    max_new_tokens = serializers.IntegerField(
+        required=False, allow_null=True, help_text=f"1..{settings.GENERATION_MAX_NEW_TOKENS}"
+    )
+    temperature = serializers.FloatField(required=False, help_text="0..2")
+    top_p = serializers.FloatField(required=False, help_text="0.01..1")
+    seed = serializers.IntegerField(required=False, allow_null=True, help_text="Default: random.")
+
+    def parameters(self) -> dict[str, Any]:
+        """Only the parameters the caller sent: the idempotency fingerprint covers what was asked."""
+        return {name: self.validated_data[name] for name in PARAMETER_NAMES if name in self.validated_data}
+
+
+class JobFilterSerializer(serializers.Serializer[Any]):
+    status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
+    project = serializers.UUIDField(required=False)
+    template = serializers.CharField(max_length=200, required=False, help_text="A template id or slug.")
+    batch = serializers.UUIDField(required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+    search = serializers.CharField(max_length=200, required=False, help_text="Text in the job's inputs.")
+
+
+# --- webhooks ----------------------------------------------------------------------------------
+
+
+class WebhookSerializer(serializers.ModelSerializer[Webhook]):
+    url = serializers.URLField(max_length=500)
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+
+    class Meta:
+        model = Webhook
+        fields = ["id", "url", "is_active", "created_by", "created_at"]
+        read_only_fields = ["id", "is_active", "created_by", "created_at"]
+
+
+class CreatedWebhookSerializer(WebhookSerializer):
+    secret = serializers.CharField(
+        read_only=True, help_text="The signing secret (HMAC-SHA256). Shown once; store it now."
+    )
+
+    class Meta(WebhookSerializer.Meta):
+        fields = [*WebhookSerializer.Meta.fields, "secret"]
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer[WebhookDelivery]):
+    job = serializers.UUIDField(source="job_id", read_only=True)
+
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "id",
+            "job",
+            "event",
+            "status",
+            "attempts",
+            "last_status_code",
+            "last_error",
+            "next_attempt_at",
+            "delivered_at",
+            "created_at",
+            "payload",
+        ]
+        read_only_fields = fields
+
+
+# --- bulk --------------------------------------------------------------------------------------
+
+
+class BulkCreateSerializer(serializers.Serializer[Any]):
+    file = serializers.FileField(help_text="CSV, UTF-8, comma-separated; a header row names the variables.")
+    project = serializers.UUIDField()
+    template = serializers.CharField(max_length=200, help_text="A template id or slug.")
+    template_version = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**31 - 1)
+    num_variants = serializers.IntegerField(required=False)
+    max_new_tokens = serializers.IntegerField(required=False, allow_null=True)
+    temperature = serializers.FloatField(required=False)
+    top_p = serializers.FloatField(required=False)
+    seed = serializers.IntegerField(required=False, allow_null=True)
+
+    def parameters(self) -> dict[str, Any]:
+        return {name: self.validated_data[name] for name in PARAMETER_NAMES if name in self.validated_data}
+
+
+class RowErrorSerializer(serializers.Serializer[Any]):
+    line = serializers.IntegerField()
+    errors = serializers.ListField(child=serializers.CharField())
+
+
+class StatusCountsSerializer(serializers.Serializer[Any]):
+    queued = serializers.IntegerField()
+    running = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    canceled = serializers.IntegerField()
+
+
+class BulkBatchSerializer(serializers.ModelSerializer[BulkBatch]):
+    project = serializers.UUIDField(source="project_id", read_only=True)
+    template = serializers.CharField(source="template_version.template.slug", read_only=True)
+    template_version = serializers.IntegerField(source="template_version.version", read_only=True)
+    accepted = serializers.SerializerMethodField(help_text="Rows that became jobs.")
+    rejected = serializers.SerializerMethodField(help_text="Rows refused; see row_errors.")
+    row_errors = RowErrorSerializer(many=True, read_only=True)
+    status_counts = serializers.SerializerMethodField(help_text="Jobs of the batch per status.")
+    done = serializers.SerializerMethodField(help_text="Every job of the batch has finished.")
+
+    class Meta:
+        model = BulkBatch
+        fields = [
+            "id",
+            "project",
+            "template",
+            "template_version",
+            "filename",
+            "total_rows",
+            "accepted",
+            "rejected",
+            "row_errors",
+            "status_counts",
+            "done",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def _counts(self, batch: BulkBatch) -> dict[str, int]:
+        if not hasattr(batch, "_status_counts"):
+            from generation.bulk import status_counts
+
+            batch._status_counts = status_counts(batch)  # type: ignore[attr-defined]
+        return batch._status_counts  # type: ignore[attr-defined, no-any-return]
+
+    def get_accepted(self, batch: BulkBatch) -> int:
+        return sum(self._counts(batch).values())
+
+    def get_rejected(self, batch: BulkBatch) -> int:
+        return len(batch.row_errors)
+
+    @extend_schema_field(StatusCountsSerializer)
+    def get_status_counts(self, batch: BulkBatch) -> dict[str, int]:
+        return self._counts(batch)
+
+    def get_done(self, batch: BulkBatch) -> bool:
+        counts = self._counts(batch)
+        return counts[JobStatus.QUEUED] + counts[JobStatus.RUNNING] == 0

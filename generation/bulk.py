@@ -1,0 +1,288 @@
+"""Bulk generation from a CSV file: one job per row.
+
+The file's header names the template's variables (one column each, any order,
+case-insensitive). A problem with the file itself (encoding, delimiter, columns,
+size) refuses the whole file and writes nothing; a problem with one row is
+reported with its line number and never stops the good rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q, QuerySet
+
+from core.errors import InvalidInput, NotFound
+from generation import services
+from generation.models import BulkBatch, JobStatus, TemplateVersion, Variant
+
+if TYPE_CHECKING:
+    from apikeys.models import ApiKey
+    from organizations.models import Organization
+    from projects.models import Project
+
+#: Largest file accepted: 500 rows of ~4 KB of inputs each fit with room to spare.
+BULK_MAX_BYTES = 2 * 1024 * 1024
+#: Delimiters spreadsheets export instead of commas (Excel in many European locales writes ``;``).
+_OTHER_DELIMITERS = {";": "semicolons (;)", "\t": "tabs", "|": "pipes (|)"}
+
+Row = tuple[int, dict[str, Any]]
+RowError = dict[str, Any]
+
+
+def max_rows() -> int:
+    return int(settings.BULK_MAX_ROWS)
+
+
+def parse_bulk_csv(version: TemplateVersion, data: bytes) -> tuple[list[Row], list[RowError]]:
+    """The file's rows as ``(line, inputs)`` and its bad rows as ``{"line": n, "errors": [...]}``.
+
+    Line numbers are the file's own (the header is line 1), as a spreadsheet shows them.
+    Raises ``InvalidInput`` for a problem with the whole file.
+    """
+    if len(data) > BULK_MAX_BYTES:
+        raise _file_error(
+            f"The file is {len(data) / 1024 / 1024:.1f} MB; at most {BULK_MAX_BYTES // 1024 // 1024} MB.",
+            "file_too_large",
+        )
+    text = _decode(data)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None or not any(cell.strip() for cell in header):
+            raise _file_error("The file is empty; its first line must name the columns.", "empty_file")
+        columns = _columns(version, header, first_line=text.splitlines()[0] if text else "")
+        rows: list[Row] = []
+        errors: list[RowError] = []
+        line = reader.line_num
+        for cells in reader:
+            start, line = line + 1, reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue  # blank lines separate nothing
+            if len(rows) + len(errors) >= max_rows():
+                raise _file_error(
+                    f"The file has more than {max_rows()} rows; split it into several files.", "too_many_rows"
+                )
+            inputs, problems = _row_inputs(version, columns, cells, len(header))
+            if not problems:
+                try:
+                    rows.append((start, services.validate_inputs(version, inputs)))
+                    continue
+                except InvalidInput as exc:
+                    problems = _messages(exc)
+            errors.append({"line": start, "errors": problems})
+    except csv.Error as exc:
+        raise _file_error(f"Line {reader.line_num}: the CSV cannot be read ({exc}).", "invalid_csv") from None
+    if not rows and not errors:
+        raise _file_error("The file has a header but no rows.", "no_rows")
+    return rows, errors
+
+
+def _file_error(message: str, code: str) -> InvalidInput:
+    return InvalidInput(message, code=code, fields={"file": [message]})
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte order mark
+    except UnicodeDecodeError as exc:
+        raise _file_error(
+            f"The file is not UTF-8 text (byte 0x{data[exc.start]:02x} at position {exc.start}). "
+            'Save it as "CSV UTF-8" and upload it again.',
+            "invalid_encoding",
+        ) from None
+
+
+def _columns(version: TemplateVersion, header: list[str], *, first_line: str) -> dict[int, str]:
+    """Column index -> variable name. Unnamed columns (trailing commas) are ignored."""
+    declared = {spec["name"].casefold(): spec["name"] for spec in version.variables}
+    expected = ", ".join(spec["name"] for spec in version.variables)
+    names = [cell.strip() for cell in header]
+    matched = {i: declared[name.casefold()] for i, name in enumerate(names) if name.casefold() in declared}
+    if not matched:
+        for delimiter, label in _OTHER_DELIMITERS.items():
+            if delimiter in first_line:
+                raise _file_error(
+                    f"The file seems to use {label} as its delimiter; this upload needs commas (,). "
+                    f"Save it comma-separated with the columns: {expected}.",
+                    "wrong_delimiter",
+                )
+    unknown = [name for i, name in enumerate(names) if name and i not in matched]
+    if unknown:
+        raise _file_error(
+            f"Unknown column{'s' if len(unknown) > 1 else ''}: {', '.join(_shown(n) for n in unknown)}. "
+            f"This template's columns are: {expected}.",
+            "unknown_columns",
+        )
+    twice = sorted(name for name, n in Counter(matched.values()).items() if n > 1)
+    if twice:
+        raise _file_error(
+            f"Column{'s' if len(twice) > 1 else ''} named twice: {', '.join(twice)}.", "duplicate_columns"
+        )
+    required = [
+        spec["name"]
+        for spec in version.variables
+        if spec.get("required", True) and spec.get("default") is None and spec["name"] not in matched.values()
+    ]
+    if required:
+        raise _file_error(
+            f"Missing required column{'s' if len(required) > 1 else ''}: {', '.join(required)}. "
+            f"This template's columns are: {expected}.",
+            "missing_columns",
+        )
+    return matched
+
+
+def _shown(name: str) -> str:
+    """A header cell quoted for a message, short and printable."""
+    return repr(name[:40].encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
+def _row_inputs(
+    version: TemplateVersion, columns: dict[int, str], cells: list[str], width: int
+) -> tuple[dict[str, Any], list[str]]:
+    if len(cells) > width and any(cell.strip() for cell in cells[width:]):
+        return {}, [f"the row has {len(cells)} cells but the header has {width} columns (a stray comma?)"]
+    inputs: dict[str, Any] = {}
+    for index, name in columns.items():
+        value = cells[index].strip() if index < len(cells) else ""
+        if not value:
+            continue  # the variable's default, or "required"
+        spec = version.variable(name) or {}
+        inputs[name] = _number(value) if spec.get("type") == "number" else value
+    return inputs, []
+
+
+def _number(value: str) -> Any:
+    """A cell of a number variable as a number; text that is none stays text (and is reported)."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            continue
+    return value
+
+
+def _messages(exc: InvalidInput) -> list[str]:
+    if not exc.fields:
+        return [exc.detail]
+    return [
+        f"{field.removeprefix('inputs.')}: {message}" for field, messages in exc.fields.items() for message in messages
+    ]
+
+
+@transaction.atomic
+def create_bulk_batch(
+    *,
+    organization: Organization,
+    project: Project,
+    version: TemplateVersion,
+    data: bytes,
+    filename: str,
+    params: dict[str, Any],
+    actor: Any,
+    api_key: ApiKey | None,
+) -> BulkBatch:
+    """One batch and one queued job per good row, in one transaction; a file-level problem writes nothing."""
+    if project.organization_id != organization.pk:
+        raise NotFound("Project not found.", code="project_not_found")
+    rows, row_errors = parse_bulk_csv(version, data)
+    services.validate_parameters(version, params)  # a bad parameter is the whole file's problem, not each row's
+    if not rows:
+        raise InvalidInput(
+            f"No row of the file can be used; {len(row_errors)} rows have errors, "
+            f"the first on line {row_errors[0]['line']}: {row_errors[0]['errors'][0]}",
+            code="no_valid_rows",
+            fields={f"line {e['line']}": e["errors"] for e in row_errors[:100]},
+        )
+    batch = BulkBatch.objects.create(
+        organization=organization,
+        project=project,
+        template_version=version,
+        filename=_clean_filename(filename),
+        total_rows=len(rows) + len(row_errors),
+        row_errors=row_errors,
+        created_by=actor if getattr(actor, "pk", None) else None,
+        api_key=api_key,
+    )
+    late_errors = []
+    for line, inputs in rows:
+        try:
+            services.submit_generation(
+                organization=organization,
+                project=project,
+                version=version,
+                inputs=inputs,
+                params=params,
+                actor=actor,
+                api_key=api_key,
+                batch=batch,
+                batch_line=line,
+            )
+        except InvalidInput as exc:  # validated above; kept so one row can never sink the batch
+            late_errors.append({"line": line, "errors": _messages(exc)})
+    if late_errors:
+        batch.row_errors = sorted(row_errors + late_errors, key=lambda e: e["line"])
+        batch.save(update_fields=["row_errors"])
+    return batch
+
+
+def _clean_filename(filename: str) -> str:
+    return "".join(ch for ch in filename if ch.isprintable() and services.storable_text(ch))[:255]
+
+
+def status_counts(batch: BulkBatch) -> dict[str, int]:
+    """Jobs of the batch per status, every status present (from ``with_status_counts`` when annotated)."""
+    if all(hasattr(batch, f"jobs_{status}") for status in JobStatus.values):
+        return {status: getattr(batch, f"jobs_{status}") for status in JobStatus.values}
+    counts = dict(batch.jobs.order_by().values_list("status").annotate(n=Count("pk")))
+    return {status: counts.get(status, 0) for status in JobStatus.values}
+
+
+def with_status_counts(batches: QuerySet[BulkBatch]) -> QuerySet[BulkBatch]:
+    """Batches annotated with their job counts per status: one query for a whole page of batches."""
+    return batches.annotate(
+        **{f"jobs_{status}": Count("jobs", filter=Q(jobs__status=status)) for status in JobStatus.values}
+    )
+
+
+#: A cell starting with one of these is a formula to a spreadsheet (CSV injection); see OWASP.
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """Text a spreadsheet will not run as a formula: a leading quote, as OWASP advises."""
+    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def batch_results_csv(batch: BulkBatch) -> str:
+    """One line per row of the uploaded file: its status, why it failed, and each variant's text."""
+    variable_names = [spec["name"] for spec in batch.template_version.variables]
+    jobs = list(batch.jobs.order_by("batch_line"))
+    current: dict[Any, list[Variant]] = {}
+    for variant in Variant.objects.filter(job__batch=batch, is_current=True).order_by("index"):
+        current.setdefault(variant.job_id, []).append(variant)
+    width = max((job.num_variants for job in jobs), default=0)
+    lines: list[tuple[int, list[Any]]] = []
+    for job in jobs:
+        texts = [v.final_text for v in current.get(job.pk, [])]
+        inputs = [job.inputs.get(name, "") for name in variable_names]
+        lines.append(
+            (job.batch_line or 0, [job.batch_line, job.status, str(job.pk), *inputs, job.failure_reason, *texts])
+        )
+    for error in batch.row_errors:
+        blank = [""] * len(variable_names)
+        lines.append((error["line"], [error["line"], "rejected", "", *blank, "; ".join(error["errors"])]))
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["line", "status", "job_id", *variable_names, "error", *(f"variant_{i + 1}" for i in range(width))])
+    for _, cells in sorted(lines, key=lambda item: item[0]):
+        writer.writerow([spreadsheet_safe(cell) for cell in cells])
+    return out.getvalue()
