@@ -20,6 +20,8 @@ from organizations.models import Organization, Role
 from projects.models import Project
 from tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory, UserFactory
 
+pytest_plugins = ["tests.browser"]  # the headless Chromium fixture, shared by the browser tests
+
 
 @dataclass
 class Cast:

@@ -8,51 +8,19 @@ Debian's ``/usr/bin/chromium`` is driven through Playwright's sync API; nothing 
 from __future__ import annotations
 
 import json
-import os
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core import mail
 
+from tests.browser import SCREENSHOTS
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-SCREENSHOTS = Path(os.environ.get("LOOM_SCREENSHOT_DIR", "/tmp"))
 PASSWORD = "a-long-unusual-passphrase-42"
-TIMEOUT_MS = 15_000
-
-
-@pytest.fixture
-def browser_page(live_server: Any, transactional_db: None) -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package to run browser tests")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    # Playwright's sync API runs an event loop in this thread; Django refuses ORM calls from a
-    # thread with a running loop unless told that this one is safe.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            context = browser.new_context(viewport={"width": 1280, "height": 860})
-            page = context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            page.on("dialog", lambda dialog: dialog.accept())  # htmx's hx-confirm
-            yield page
-            context.close()
-            browser.close()
-    finally:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
 def _api_get(url: str, key: str) -> tuple[int, Any]:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
     try:

@@ -10,5 +10,6 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("projects/", include("projects.urls")),
     path("api-keys/", include("apikeys.urls")),
+    path("", include("generation.urls")),
     path("", include("organizations.urls")),
 ]

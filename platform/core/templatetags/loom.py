@@ -11,6 +11,15 @@ from organizations.models import Role
 
 register = template.Library()
 
+#: Generation pages by navigation entry; the rest belong to "Generate".
+_GENERATION_SECTIONS = {
+    "history": "history",
+    "job": "history",
+    "bulk": "bulk",
+    "batch": "bulk",
+    "brand_voice": "projects",
+}
+
 
 @register.filter
 def has_role(tenant: Any, role: str) -> bool:
@@ -26,4 +35,6 @@ def nav_section(request: HttpRequest) -> str:
         return ""
     if match.namespace == "organizations":
         return "settings" if match.url_name in {"settings", "create"} else "members"
+    if match.namespace == "generation":
+        return _GENERATION_SECTIONS.get(match.url_name or "", "generate")
     return match.namespace or match.url_name or ""

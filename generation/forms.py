@@ -1,0 +1,337 @@
+"""Forms of the generation pages.
+
+The generate form is built from a template version's declared ``variables``; the service
+(``services.validate_inputs``) checks the same rules again, and its errors land on the same fields.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.db.models import QuerySet
+from django.utils.html import escape
+
+from core.errors import DomainError
+from generation.models import BrandVoice, JobStatus, Template, TemplateVersion
+from projects.models import Project
+
+#: Form field names of template variables: ``var_<name>``, so a variable called ``project``
+#: or ``temperature`` cannot collide with the job's own settings.
+VARIABLE_PREFIX = "var_"
+_DEFAULT_MAX_LENGTH = 500  # services.validate_inputs' default for a variable without max_length
+
+# Brand voice limits, as services.save_brand_voice enforces them.
+MAX_WORDS, MAX_WORD_LENGTH = 50, 60
+MAX_EXAMPLES, MAX_EXAMPLE_LENGTH = 10, 2000
+
+
+def add_service_error(
+    form: forms.BaseForm,
+    exc: DomainError,
+    field_for: dict[str, str] | None = None,
+    *,
+    messages: dict[str, str] | None = None,
+) -> None:
+    """Put a service error's per-field messages on the matching form fields, else on the whole form.
+
+    ``messages`` replaces the service's wording for a code, where the page has a better one.
+    """
+    form.error_status = exc.status_code  # type: ignore[attr-defined]
+    if messages and exc.code in messages:
+        form.add_error(None, messages[exc.code])
+        return
+    placed = False
+    for key, errors in exc.fields.items():
+        name = (field_for or {}).get(key, key)
+        if name.startswith("inputs."):
+            name = VARIABLE_PREFIX + name.removeprefix("inputs.")
+        if name in form.fields:
+            for error in errors:
+                form.add_error(name, error[:1].upper() + error[1:])
+            placed = True
+    if not placed:
+        form.add_error(None, exc.detail)
+
+
+# --- generate --------------------------------------------------------------------------------
+
+
+def _variable_field(spec: dict[str, Any]) -> forms.Field:
+    kind = spec.get("type", "text")
+    required = bool(spec.get("required", True))
+    # Help text is rendered unescaped by includes/field.html; a custom template's text is user input.
+    help_parts = [escape(spec["help"])] if spec.get("help") else []
+    common: dict[str, Any] = {"label": spec.get("label") or spec["name"], "required": required}
+    if spec.get("default") is not None:
+        common["initial"] = spec["default"]
+    if kind == "number":
+        return forms.FloatField(help_text=" ".join(help_parts), **common)
+    if kind == "choice":
+        choices = [(c, c) for c in spec.get("choices", [])]
+        if not required:
+            choices.insert(0, ("", "Not specified"))
+        return forms.ChoiceField(choices=choices, help_text=" ".join(help_parts), **common)
+    max_length = spec.get("max_length", _DEFAULT_MAX_LENGTH)
+    help_parts.append(f"Up to {max_length:,} characters.")
+    widget = forms.Textarea(attrs={"rows": 4}) if kind == "textarea" else forms.TextInput()
+    return forms.CharField(max_length=max_length, widget=widget, help_text=" ".join(help_parts), **common)
+
+
+class GenerateForm(forms.Form):
+    """The inputs of one template version plus the job's settings."""
+
+    project = forms.ModelChoiceField(queryset=Project.objects.none(), empty_label=None)
+    num_variants = forms.IntegerField(
+        label="Variants",
+        min_value=1,
+        max_value=settings.GENERATION_MAX_VARIANTS,
+        initial=2,
+        help_text="Shown side by side.",
+    )
+    max_new_tokens = forms.IntegerField(
+        label="Max new tokens",
+        min_value=1,
+        max_value=settings.GENERATION_MAX_NEW_TOKENS,
+        help_text="Upper bound per variant.",
+    )
+    temperature = forms.FloatField(
+        min_value=0.0,
+        max_value=2.0,
+        initial=0.7,
+        widget=forms.NumberInput(attrs={"step": "0.1"}),
+        help_text="Higher is more varied.",
+    )
+    # A fresh key per rendered form: a double submit of the same form queues one job, not two.
+    request_id = forms.UUIDField(widget=forms.HiddenInput, required=False)
+
+    def __init__(
+        self, version: TemplateVersion, projects: QuerySet[Project], data: Any = None, *, project: Project | None = None
+    ) -> None:
+        super().__init__(data, initial={"request_id": uuid.uuid4(), "project": project})
+        self.version = version
+        project_field = self.fields["project"]
+        assert isinstance(project_field, forms.ModelChoiceField)
+        project_field.queryset = projects.order_by("name")
+        self.fields["max_new_tokens"].initial = min(version.default_max_new_tokens, settings.GENERATION_MAX_NEW_TOKENS)
+        variables = {VARIABLE_PREFIX + spec["name"]: _variable_field(spec) for spec in version.variables}
+        self.fields = {**variables, **self.fields}
+
+    def variable_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.fields if name.startswith(VARIABLE_PREFIX)]
+
+    def setting_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in ("project", "num_variants", "max_new_tokens", "temperature")]
+
+    def inputs(self) -> dict[str, Any]:
+        """The filled-in variables; an empty optional one is left out, so its default applies."""
+        values = {}
+        for name, value in self.cleaned_data.items():
+            if not name.startswith(VARIABLE_PREFIX) or value in (None, ""):
+                continue
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)  # "3", not "3.0", in the prompt
+            values[name.removeprefix(VARIABLE_PREFIX)] = value
+        return values
+
+    def params(self) -> dict[str, Any]:
+        return {name: self.cleaned_data[name] for name in ("num_variants", "max_new_tokens", "temperature")}
+
+    def idempotency_key(self) -> str:
+        request_id = self.cleaned_data.get("request_id")
+        return f"web-{request_id}" if request_id else ""
+
+    def renew_request_id(self) -> None:
+        """After a refused submit, the re-rendered form must not replay the first key."""
+        self.data = self.data.copy()
+        self.data["request_id"] = str(uuid.uuid4())
+
+
+# --- variant feedback ------------------------------------------------------------------------
+
+
+class FeedbackForm(forms.Form):
+    """One inline action on a variant: a rating, an edit or (un)approval. Absent fields are left alone."""
+
+    rating = forms.IntegerField(min_value=1, max_value=5, required=False)
+    edited_text = forms.CharField(required=False, max_length=20_000, strip=False, widget=forms.Textarea)
+    approved = forms.TypedChoiceField(
+        choices=[("1", "Approve"), ("0", "Unapprove")], coerce=lambda v: v == "1", required=False, empty_value=None
+    )
+
+    def changes(self) -> dict[str, Any]:
+        sent = {name for name in self.fields if name in self.data}
+        return {name: self.cleaned_data[name] for name in sent if self.cleaned_data.get(name) is not None}
+
+    def error_text(self) -> str:
+        return " ".join(f"{name.replace('_', ' ').capitalize()}: {e}" for name, es in self.errors.items() for e in es)
+
+
+# --- brand voice -----------------------------------------------------------------------------
+
+
+def split_words(text: str) -> list[str]:
+    """Comma- (or line-) separated words, stripped, blanks and repeats dropped."""
+    words: list[str] = []
+    for word in re.split(r"[,\n]", text):
+        word = word.strip()
+        if word and word.casefold() not in {w.casefold() for w in words}:
+            words.append(word)
+    return words
+
+
+def split_examples(text: str) -> list[str]:
+    """Example texts: blocks separated by a blank line."""
+    blocks = re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n").strip())
+    return [block.strip() for block in blocks if block.strip()]
+
+
+class BrandVoiceForm(forms.Form):
+    tone = forms.CharField(
+        max_length=200,
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "Warm, playful, confident"}),
+    )
+    audience = forms.CharField(
+        max_length=300,
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "Young families shopping online"}),
+    )
+    words_to_use = forms.CharField(
+        label="Words to use",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=f"Comma-separated; at most {MAX_WORDS}.",
+    )
+    words_to_avoid = forms.CharField(
+        label="Words to avoid",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=f"Comma-separated; at most {MAX_WORDS}. Each one lowers the brand-fit score.",
+    )
+    example_texts = forms.CharField(
+        label="Example texts",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 10}),
+        help_text=f"Copy that sounds like the brand. Separate examples with a blank line; at most {MAX_EXAMPLES}.",
+    )
+
+    @classmethod
+    def for_voice(cls, voice: BrandVoice | None, data: Any = None, *, read_only: bool = False) -> BrandVoiceForm:
+        initial = {}
+        if voice is not None:
+            initial = {
+                "tone": voice.tone,
+                "audience": voice.audience,
+                "words_to_use": ", ".join(voice.words_to_use),
+                "words_to_avoid": ", ".join(voice.words_to_avoid),
+                "example_texts": "\n\n".join(voice.example_texts),
+            }
+        form = cls(data, initial=initial)
+        if read_only:
+            for field in form.fields.values():
+                field.disabled = True
+        return form
+
+    def _words(self, name: str) -> list[str]:
+        words = split_words(self.cleaned_data[name])
+        if len(words) > MAX_WORDS:
+            raise forms.ValidationError(f"At most {MAX_WORDS} words (got {len(words)}).")
+        too_long = [w for w in words if len(w) > MAX_WORD_LENGTH]
+        if too_long:
+            raise forms.ValidationError(f"Words are at most {MAX_WORD_LENGTH} characters: {too_long[0][:20]}…")
+        return words
+
+    def clean_words_to_use(self) -> list[str]:
+        return self._words("words_to_use")
+
+    def clean_words_to_avoid(self) -> list[str]:
+        return self._words("words_to_avoid")
+
+    def clean_example_texts(self) -> list[str]:
+        examples = split_examples(self.cleaned_data["example_texts"])
+        if len(examples) > MAX_EXAMPLES:
+            raise forms.ValidationError(f"At most {MAX_EXAMPLES} examples (got {len(examples)}).")
+        for number, example in enumerate(examples, start=1):
+            if len(example) > MAX_EXAMPLE_LENGTH:
+                raise forms.ValidationError(
+                    f"Example {number} has {len(example):,} characters; at most {MAX_EXAMPLE_LENGTH:,}."
+                )
+        return examples
+
+
+# --- history ---------------------------------------------------------------------------------
+
+
+class JobFilterForm(forms.Form):
+    """The history page's filters (GET). An invalid filter is shown as such and not applied."""
+
+    q = forms.CharField(
+        label="Search",
+        required=False,
+        max_length=200,
+        widget=forms.SearchInput(attrs={"placeholder": "Search inputs…"}),
+    )
+    status = forms.ChoiceField(label="Status", choices=[("", "Any status"), *JobStatus.choices], required=False)
+    project = forms.ModelChoiceField(
+        label="Project", queryset=Project.objects.none(), required=False, empty_label="All projects"
+    )
+    template = forms.ModelChoiceField(
+        label="Template", queryset=Template.objects.none(), required=False, empty_label="All templates"
+    )
+
+    def __init__(self, data: Any, *, projects: QuerySet[Project], templates: QuerySet[Template]) -> None:
+        super().__init__(data)
+        for name, queryset in (("project", projects.order_by("name")), ("template", templates)):
+            field = self.fields[name]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = queryset
+
+    def filters(self) -> dict[str, Any]:
+        self.is_valid()
+        return {k: v for k, v in getattr(self, "cleaned_data", {}).items() if v not in (None, "")}
+
+
+# --- bulk ------------------------------------------------------------------------------------
+
+
+class BulkUploadForm(forms.Form):
+    project = forms.ModelChoiceField(queryset=Project.objects.none(), empty_label=None)
+    template = forms.ModelChoiceField(queryset=Template.objects.none(), empty_label=None)
+    file = forms.FileField(
+        label="CSV file",
+        help_text="One row per job; the header names the template's variables.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
+    )
+    num_variants = forms.IntegerField(
+        label="Variants per row", min_value=1, max_value=settings.GENERATION_MAX_VARIANTS, initial=1
+    )
+    max_new_tokens = forms.IntegerField(
+        label="Max new tokens",
+        min_value=1,
+        max_value=settings.GENERATION_MAX_NEW_TOKENS,
+        required=False,
+        help_text="Per variant. Leave empty for the template's default.",
+    )
+
+    def __init__(
+        self,
+        data: Any = None,
+        files: Any = None,
+        *,
+        projects: QuerySet[Project],
+        templates: QuerySet[Template],
+        initial: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(data, files, initial=initial)
+        for name, queryset in (("project", projects.order_by("name")), ("template", templates)):
+            field = self.fields[name]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = queryset
+
+    def params(self) -> dict[str, Any]:
+        names = ("num_variants", "max_new_tokens")
+        return {name: self.cleaned_data[name] for name in names if self.cleaned_data[name] is not None}

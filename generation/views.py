@@ -1,0 +1,441 @@
+"""Dashboard pages for generation: template gallery, generate form, jobs, history, brand voice, bulk.
+
+Everyone in the organization reads; editors generate and give feedback. Every lookup goes
+through the querysets below, scoped to the current organization: another one's job, variant,
+project or batch is a 404.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from functools import partial
+from itertools import groupby
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import BooleanField, Count, Exists, OuterRef, Q, QuerySet
+from django.db.models.expressions import RawSQL
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from core.errors import DomainError, InvalidInput
+from core.web import action_done, action_failed, form_status, post_data, tenant_required
+from generation import services
+from generation.forms import (
+    BrandVoiceForm,
+    BulkUploadForm,
+    FeedbackForm,
+    GenerateForm,
+    JobFilterForm,
+    add_service_error,
+)
+from generation.models import BrandVoice, BulkBatch, GenerationJob, JobStatus, Template, TemplateVersion, Variant
+from generation.templatetags.generation_tags import category_label
+from organizations.models import Role
+from projects.models import Project
+
+#: Jobs per history page.
+HISTORY_PAGE_SIZE = 25
+#: Batches listed on the bulk page.
+RECENT_BATCHES = 10
+
+
+# --- scoping -----------------------------------------------------------------------------------
+
+
+def _organization(request: HttpRequest) -> Any:
+    return request.tenant.organization  # type: ignore[attr-defined]
+
+
+def _can_edit(request: HttpRequest) -> bool:
+    return bool(request.tenant.has_role(Role.EDITOR))  # type: ignore[attr-defined]
+
+
+def _projects(request: HttpRequest) -> QuerySet[Project]:
+    return Project.objects.filter(organization=_organization(request))
+
+
+def _jobs(request: HttpRequest) -> QuerySet[GenerationJob]:
+    return GenerationJob.objects.filter(organization=_organization(request))
+
+
+def _variants(request: HttpRequest) -> QuerySet[Variant]:
+    return Variant.objects.filter(job__organization=_organization(request))
+
+
+def _batches(request: HttpRequest) -> QuerySet[BulkBatch]:
+    return BulkBatch.objects.filter(organization=_organization(request))
+
+
+def _templates(request: HttpRequest) -> QuerySet[Template]:
+    """Built-in and own templates that have a version to generate with."""
+    has_version = Exists(TemplateVersion.objects.filter(template=OuterRef("pk")))
+    return services.templates_for(_organization(request)).filter(has_version)
+
+
+def _project_param(request: HttpRequest) -> Project | None:
+    """The project named by ``?project=`` when it is one of ours; anything else is ignored."""
+    try:
+        project_id = uuid.UUID(request.GET.get("project", ""))
+    except ValueError:
+        return None
+    return _projects(request).filter(pk=project_id).first()
+
+
+# --- gallery and generate form -------------------------------------------------------------------
+
+
+@tenant_required(Role.VIEWER)
+def gallery(request: HttpRequest) -> HttpResponse:
+    templates = _templates(request).annotate(version_count=Count("versions")).order_by("category", "name")
+    groups = [
+        (category_label(category), list(items)) for category, items in groupby(templates, key=lambda t: t.category)
+    ]
+    return render(request, "generation/gallery.html", {"groups": groups, "project": _project_param(request)})
+
+
+#: Service refusals that read differently on this page than in the API.
+_SUBMIT_MESSAGES = {
+    "idempotency_key_reused": "This form was already submitted with other values. Submit it again to start a new job.",
+}
+
+
+def _version_number(request: HttpRequest) -> int | None:
+    raw = request.POST.get("version") or request.GET.get("version")
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise Http404("No such version.") from None
+
+
+@tenant_required(Role.EDITOR)
+def generate(request: HttpRequest, template_id: Any) -> HttpResponse:
+    """GET: the form built from the template's variables. POST: queue a job and go to its page."""
+    try:
+        version = services.resolve_version(_organization(request), template_id, _version_number(request))
+    except DomainError:
+        raise Http404("No such template.") from None
+    projects = _projects(request)
+    form = GenerateForm(version, projects, post_data(request), project=_project_param(request))
+    if form.is_bound and form.is_valid():
+        try:
+            job, created = services.submit_generation(
+                organization=_organization(request),
+                project=form.cleaned_data["project"],
+                version=version,
+                inputs=form.inputs(),
+                params=form.params(),
+                actor=request.user,
+                idempotency_key=form.idempotency_key(),
+            )
+        except DomainError as exc:
+            add_service_error(form, exc, messages=_SUBMIT_MESSAGES)
+            form.renew_request_id()
+        else:
+            if not created:
+                messages.info(request, "This form was already submitted: here is its job.")
+            return redirect("generation:job", pk=job.pk)
+    context = {"form": form, "version": version, "template": version.template, "has_projects": projects.exists()}
+    return render(request, "generation/generate.html", context, status=form_status(form))
+
+
+# --- job page ------------------------------------------------------------------------------------
+
+
+def _job_context(job: GenerationJob) -> dict[str, Any]:
+    variants = job.variants.filter(is_current=True).select_related("job", "job__template_version")
+    return {"job": job, "variants": variants.order_by("index")}
+
+
+def _get_job(request: HttpRequest, pk: Any) -> GenerationJob:
+    jobs = _jobs(request).select_related("project", "template_version__template", "requested_by", "batch")
+    return get_object_or_404(jobs, pk=pk)
+
+
+@tenant_required(Role.VIEWER)
+def job_detail(request: HttpRequest, pk: Any, *, status: int = 200) -> HttpResponse:
+    job = _get_job(request, pk)
+    return render(request, "generation/job.html", _job_context(job), status=status)
+
+
+@tenant_required(Role.VIEWER)
+def job_status(request: HttpRequest, pk: Any) -> HttpResponse:
+    """The live part of the job page, polled every second while the job is queued or running."""
+    job = _get_job(request, pk)
+    return render(request, "generation/_job_live.html", _job_context(job))
+
+
+@require_POST
+@tenant_required(Role.EDITOR)
+def job_cancel(request: HttpRequest, pk: Any) -> HttpResponse:
+    job = _get_job(request, pk)
+    try:
+        job = services.cancel_job(job=job, actor=request.user)
+    except DomainError as exc:
+        return action_failed(request, exc, partial(job_detail, pk=job.pk))
+    job = _get_job(request, pk)
+    message = "Job canceled." if job.is_final else "Cancel requested; the job stops within a moment."
+    return action_done(
+        request,
+        message,
+        redirect_to=reverse("generation:job", args=[job.pk]),
+        fragment="generation/_job_live.html",
+        context=_job_context(job),
+    )
+
+
+# --- variants ------------------------------------------------------------------------------------
+
+
+def _get_variant(request: HttpRequest, pk: Any) -> Variant:
+    return get_object_or_404(_variants(request).select_related("job", "job__template_version"), pk=pk)
+
+
+def _variant_url(variant: Variant) -> str:
+    return reverse("generation:job", args=[variant.job_id]) + f"#variant-{variant.index}"
+
+
+@require_POST
+@tenant_required(Role.EDITOR)
+def variant_feedback(request: HttpRequest, pk: Any) -> HttpResponse:
+    """Rate, edit, approve or unapprove one variant (whichever fields the form sent)."""
+    variant = _get_variant(request, pk)
+    form = FeedbackForm(request.POST)
+    page = partial(job_detail, pk=variant.job_id)
+    if not form.is_valid():
+        return action_failed(request, InvalidInput(form.error_text()), page)
+    changes = form.changes()
+    if not changes:
+        return action_failed(request, InvalidInput("Nothing to change: send a rating, a text or an approval."), page)
+    try:
+        variant = services.give_feedback(variant=variant, actor=request.user, **changes)
+    except DomainError as exc:
+        return action_failed(request, exc, page)
+    return action_done(
+        request,
+        _feedback_message(variant, changes),
+        redirect_to=_variant_url(variant),
+        fragment="generation/_variant.html",
+        context={"variant": variant, "job": variant.job},
+    )
+
+
+def _feedback_message(variant: Variant, changes: dict[str, Any]) -> str:
+    label = f"Variant {variant.index + 1}"
+    if "approved" in changes:
+        return f"{label} approved." if variant.approved else f"{label} is no longer approved."
+    if "edited_text" in changes:
+        return f"{label} edited." if variant.edited_text else f"{label} is back to the generated text."
+    return f"{label} rated {variant.rating} of 5."
+
+
+@require_POST
+@tenant_required(Role.EDITOR)
+def variant_regenerate(request: HttpRequest, pk: Any) -> HttpResponse:
+    variant = _get_variant(request, pk)
+    try:
+        variant = services.regenerate_variant(variant=variant)
+    except DomainError as exc:
+        return action_failed(request, exc, partial(job_detail, pk=variant.job_id))
+    context = {
+        "variant": variant,
+        "job": variant.job,
+        "pending_after": variant.revision,
+        "pending_since": int(time.time()),
+    }
+    return action_done(
+        request,
+        f"Regenerating variant {variant.index + 1}…",
+        redirect_to=_variant_url(variant),
+        fragment="generation/_variant.html",
+        context=context,
+    )
+
+
+@tenant_required(Role.VIEWER)
+def variant_card(request: HttpRequest, pk: Any, index: int) -> HttpResponse:
+    """One variant's card; with ``?after=<revision>`` it keeps polling until a newer revision is stored."""
+    job = _get_job(request, pk)
+    variant = get_object_or_404(
+        Variant.objects.select_related("job", "job__template_version"), job=job, index=index, is_current=True
+    )
+    context: dict[str, Any] = {"variant": variant, "job": job}
+    try:
+        after, since = int(request.GET.get("after", "")), int(request.GET.get("since", ""))
+    except ValueError:
+        after = since = None  # type: ignore[assignment]
+    if after is not None and variant.revision <= after:
+        if time.time() - since < settings.GENERATION_JOB_DEADLINE_S:
+            context.update(pending_after=after, pending_since=since)
+        else:
+            context["pending_stalled"] = True
+    return render(request, "generation/_variant.html", context)
+
+
+# --- history -------------------------------------------------------------------------------------
+
+
+def _search_inputs(jobs: QuerySet[GenerationJob], text: str) -> QuerySet[GenerationJob]:
+    """Jobs with an input value containing ``text`` (values only: keys like "product" do not match)."""
+    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    table = GenerationJob._meta.db_table
+    # The text only ever travels as a query parameter; the table name is our own.
+    matches = RawSQL(  # noqa: S611
+        f'EXISTS (SELECT 1 FROM jsonb_each_text("{table}"."inputs") AS input WHERE input.value ILIKE %s)',  # noqa: S608
+        [pattern],
+        output_field=BooleanField(),
+    )
+    return jobs.filter(matches)
+
+
+@tenant_required(Role.VIEWER)
+def history(request: HttpRequest) -> HttpResponse:
+    form = JobFilterForm(request.GET or None, projects=_projects(request), templates=_templates(request))
+    filters = form.filters() if form.is_bound else {}
+    jobs = _jobs(request).select_related("project", "template_version__template", "requested_by")
+    if filters.get("q"):
+        jobs = _search_inputs(jobs, filters["q"])
+    if filters.get("status"):
+        jobs = jobs.filter(status=filters["status"])
+    if filters.get("project"):
+        jobs = jobs.filter(project=filters["project"])
+    if filters.get("template"):
+        jobs = jobs.filter(template_version__template=filters["template"])
+    jobs = jobs.annotate(variant_count=Count("variants", filter=Q(variants__is_current=True))).order_by("-created_at")
+    page = Paginator(jobs, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"form": form, "page": page, "filtered": bool(filters)}
+    return render(request, "generation/history.html", context)
+
+
+# --- brand voice ---------------------------------------------------------------------------------
+
+
+@tenant_required(Role.VIEWER)
+def brand_voice(request: HttpRequest, pk: Any) -> HttpResponse:
+    """Everyone reads a project's brand voice; editors change it."""
+    project = get_object_or_404(_projects(request), pk=pk)
+    can_edit = _can_edit(request)
+    if request.method == "POST" and not can_edit:
+        raise PermissionDenied("Changing the brand voice needs the editor role or higher.")
+    voice = BrandVoice.objects.filter(project=project).first()
+    form = BrandVoiceForm.for_voice(voice, post_data(request), read_only=not can_edit)
+    if form.is_bound and form.is_valid():
+        try:
+            services.save_brand_voice(actor=request.user, project=project, **form.cleaned_data)
+        except DomainError as exc:
+            add_service_error(form, exc)
+        else:
+            messages.success(request, f"Brand voice of {project.name} saved.")
+            return redirect("generation:brand_voice", pk=project.pk)
+    context = {"form": form, "project": project, "voice": voice}
+    return render(request, "generation/brand_voice.html", context, status=form_status(form))
+
+
+# --- bulk ----------------------------------------------------------------------------------------
+
+
+def _bulk_page(
+    request: HttpRequest, form: BulkUploadForm, *, status: int = 200, rejected_rows: list[Any] | None = None
+) -> HttpResponse:
+    batches = _batches(request).select_related("project", "template_version__template", "created_by")
+    context = {
+        "form": form,
+        "batches": batches[:RECENT_BATCHES],
+        "has_projects": _projects(request).exists(),
+        "rejected_rows": rejected_rows or [],
+    }
+    return render(request, "generation/bulk.html", context, status=status)
+
+
+@tenant_required(Role.VIEWER)
+def bulk_upload(request: HttpRequest) -> HttpResponse:
+    """Everyone sees the recent batches; editors upload a CSV to start one."""
+    from generation.bulk import BULK_MAX_BYTES, create_bulk_batch
+
+    if request.method == "POST" and not _can_edit(request):
+        raise PermissionDenied("Bulk generation needs the editor role or higher.")
+    form = BulkUploadForm(
+        post_data(request),
+        request.FILES or None,
+        projects=_projects(request),
+        templates=_templates(request),
+        initial={"project": _project_param(request)},
+    )
+    rejected_rows = None
+    if form.is_bound and form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            batch = create_bulk_batch(
+                organization=_organization(request),
+                project=form.cleaned_data["project"],
+                version=services.resolve_version(_organization(request), form.cleaned_data["template"].pk),
+                # One byte over the limit is enough for the service to refuse a file that is too large.
+                data=upload.read(BULK_MAX_BYTES + 1),
+                filename=upload.name or "",
+                params=form.params(),
+                actor=request.user,
+                api_key=None,
+            )
+        except DomainError as exc:
+            if exc.code == "no_valid_rows":
+                rejected_rows = [(key.removeprefix("line "), errors) for key, errors in exc.fields.items()]
+            add_service_error(form, exc)
+        else:
+            queued, skipped = batch.total_rows - len(batch.row_errors), len(batch.row_errors)
+            skipped_note = f"; {skipped} row{pluralize(skipped)} skipped" if skipped else ""
+            messages.success(request, f"Batch started: {queued} job{pluralize(queued)} queued{skipped_note}.")
+            return redirect("generation:batch", pk=batch.pk)
+    return _bulk_page(request, form, status=form_status(form), rejected_rows=rejected_rows)
+
+
+def _batch_context(batch: BulkBatch) -> dict[str, Any]:
+    from generation.bulk import status_counts
+
+    jobs = batch.jobs.annotate(variant_count=Count("variants", filter=Q(variants__is_current=True)))
+    counts = status_counts(batch)
+    total = sum(counts.values())
+    done = counts[JobStatus.SUCCEEDED] + counts[JobStatus.FAILED] + counts[JobStatus.CANCELED]
+    return {
+        "batch": batch,
+        "jobs": jobs.order_by("batch_line"),
+        "counts": counts,
+        "done": done,
+        "total": total,
+        "percent": round(100 * done / total) if total else 100,
+        "finished": done == total,
+    }
+
+
+def _get_batch(request: HttpRequest, pk: Any) -> BulkBatch:
+    batches = _batches(request).select_related("project", "template_version__template", "created_by")
+    return get_object_or_404(batches, pk=pk)
+
+
+@tenant_required(Role.VIEWER)
+def batch_detail(request: HttpRequest, pk: Any) -> HttpResponse:
+    return render(request, "generation/batch.html", _batch_context(_get_batch(request, pk)))
+
+
+@tenant_required(Role.VIEWER)
+def batch_progress(request: HttpRequest, pk: Any) -> HttpResponse:
+    """The batch's live rows, polled while any job is still queued or running."""
+    return render(request, "generation/_batch_live.html", _batch_context(_get_batch(request, pk)))
+
+
+@tenant_required(Role.VIEWER)
+def batch_results(request: HttpRequest, pk: Any) -> HttpResponse:
+    from generation.bulk import batch_results_csv
+
+    batch = _get_batch(request, pk)
+    response = HttpResponse(batch_results_csv(batch), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="loom-batch-{batch.pk}.csv"'
+    return response
