@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import lru_cache
 
 import redis
 from django.conf import settings
@@ -14,8 +15,14 @@ def _key_prefix() -> str:
     return f"{settings.CACHES['default'].get('KEY_PREFIX', 'loom')}:worker-heartbeat:"
 
 
+@lru_cache(maxsize=4)
+def _client_for(url: str) -> redis.Redis:
+    # One pooled client per process: /readyz is polled by load balancers every few seconds.
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
 def _client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    return _client_for(settings.REDIS_URL)
 
 
 def beat(hostname: str, queues: list[str]) -> None:
