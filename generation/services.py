@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from core.errors import Conflict, InvalidInput, NotFound
+from core.ids import parse_uuid
 from generation import constraints as constraint_checks
 from generation.models import (
     BrandVoice,
@@ -47,7 +48,7 @@ def templates_for(organization: Organization) -> QuerySet[Template]:
 
 def resolve_version(organization: Organization, template_id: Any, version: int | None = None) -> TemplateVersion:
     """The requested (or latest) version of a template the organization may use."""
-    template = templates_for(organization).filter(pk=template_id).first() if _is_uuid(template_id) else None
+    template = templates_for(organization).filter(pk=template_id).first() if parse_uuid(template_id) else None
     if template is None:
         template = templates_for(organization).filter(slug=str(template_id)).order_by("organization").first()
     if template is None:
@@ -62,16 +63,6 @@ def resolve_version(organization: Organization, template_id: Any, version: int |
             fields={"template_version": [f"unknown version {version}"]},
         )
     return found
-
-
-def _is_uuid(value: Any) -> bool:
-    import uuid
-
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
 
 
 def validate_variables_spec(variables: Any) -> list[str]:

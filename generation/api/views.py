@@ -21,6 +21,7 @@ from rest_framework.response import Response
 
 from core.api import TenantViewSet, no_content
 from core.errors import Forbidden, NotFound
+from core.ids import parse_uuid
 from generation import bulk, exports, services, webhooks
 from generation.api.serializers import (
     BrandVoiceSerializer,
@@ -59,13 +60,6 @@ def _validated(serializer_class: type[serializers.Serializer[Any]], data: Any, *
     serializer = serializer_class(data=data, **kwargs)
     serializer.is_valid(raise_exception=True)
     return serializer
-
-
-def _as_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
 
 
 def _download(body: str, content_type: str, filename: str) -> HttpResponse:
@@ -227,8 +221,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
         if "template" in wanted:
             template = wanted["template"]
             matches = Q(template_version__template__slug=template)
-            if _as_uuid(template) is not None:
-                matches |= Q(template_version__template_id=_as_uuid(template))
+            if parse_uuid(template) is not None:
+                matches |= Q(template_version__template_id=parse_uuid(template))
             queryset = queryset.filter(matches)
         if "search" in wanted:
             queryset = queryset.filter(inputs__icontains=wanted["search"])

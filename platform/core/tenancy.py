@@ -19,6 +19,7 @@ from django.http import HttpRequest
 
 from apikeys.models import ApiKey, Scope
 from core.errors import NotFound
+from core.ids import parse_uuid
 from organizations.models import Membership, Organization, Role
 
 SESSION_KEY = "current_organization_id"
@@ -44,13 +45,6 @@ def tenant_for_key(api_key: ApiKey) -> Tenant:
     )
 
 
-def _as_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
-
-
 def memberships_of(user: Any) -> Any:
     return Membership.objects.filter(user=user).select_related("organization").order_by("created_at")
 
@@ -59,7 +53,7 @@ def tenant_for_user(request: HttpRequest, user: Any) -> Tenant | None:
     memberships = memberships_of(user)
     wanted = request.META.get(HEADER)
     if wanted:
-        org_id = _as_uuid(wanted)
+        org_id = parse_uuid(wanted)
         if org_id is None and not slug_re.match(wanted):
             # Not an id nor a slug (e.g. a NUL byte, which Postgres refuses): no such organization.
             raise NotFound("Organization not found.", code="organization_not_found")
@@ -68,7 +62,7 @@ def tenant_for_user(request: HttpRequest, user: Any) -> Tenant | None:
         if membership is None:
             raise NotFound("Organization not found.", code="organization_not_found")
     else:
-        session_org = _as_uuid(request.session.get(SESSION_KEY, "")) if hasattr(request, "session") else None
+        session_org = parse_uuid(request.session.get(SESSION_KEY, "")) if hasattr(request, "session") else None
         membership = (memberships.filter(organization_id=session_org).first() if session_org else None) or (
             memberships.first()
         )
