@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "apikeys",
     "audit",
     "generation",
+    "billing",
 ]
 
 MIDDLEWARE = [
