@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 
 from billing.models import BillingAccount, LedgerEntry, Plan, Subscription
+from core.admin import ReadOnlyAdmin
 
 
 @admin.register(Plan)
@@ -39,7 +37,7 @@ class SubscriptionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(BillingAccount)
-class BillingAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class BillingAccountAdmin(ReadOnlyAdmin):
     """Running balances, written only by billing.services under a row lock: read here, never edited."""
 
     list_display = [
@@ -54,18 +52,9 @@ class BillingAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     search_fields = ["organization__name", "organization__slug"]
     list_select_related = ["organization"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class LedgerEntryAdmin(ReadOnlyAdmin):
     """Append-only: credits and adjustments go through billing.services (which audits them)."""
 
     list_display = ["created_at", "organization", "kind", "tokens", "amount", "job", "project", "created_by"]
@@ -73,12 +62,3 @@ class LedgerEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     search_fields = ["organization__name", "organization__slug", "reason", "job__id"]
     list_select_related = ["organization", "project", "created_by"]
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
