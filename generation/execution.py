@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, wait
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 def lease() -> timedelta:
     """A running job's lease; renewed while it runs, so a job whose worker died is visibly stale."""
     return timedelta(seconds=settings.GENERATION_LEASE_S)
+
 
 _CANCEL_POLL_S = 0.5
 
@@ -103,15 +105,28 @@ class StopCheck:
         return FinishReason.CANCELED if self._canceled else None
 
 
+@dataclass(frozen=True)
+class PromptContext:
+    """What shapes a job's prompt and scores its outputs: loaded once per run, used by both."""
+
+    voice: BrandVoice | None
+    examples: list[Variant]
+
+    @classmethod
+    def load(cls, job: GenerationJob) -> PromptContext:
+        return cls(
+            voice=BrandVoice.objects.filter(project_id=job.project_id).first(),
+            examples=approved_examples(job.project_id, job.template_version.template_id),
+        )
+
+
 def requests_for(
-    job: GenerationJob, indexes: list[int], revision: int = 0
+    job: GenerationJob, context: PromptContext, indexes: list[int], revision: int = 0
 ) -> tuple[list[GenerationRequest], list[int]]:
-    voice = BrandVoice.objects.filter(project_id=job.project_id).first()
-    examples = approved_examples(job.project_id, job.template_version.template_id)
     if not job.few_shot_variant_ids:
-        job.few_shot_variant_ids = [str(v.pk) for v in examples]
+        job.few_shot_variant_ids = [str(v.pk) for v in context.examples]
         GenerationJob.objects.filter(pk=job.pk).update(few_shot_variant_ids=job.few_shot_variant_ids)
-    messages = build_messages(job.template_version, job.inputs, voice, examples)
+    messages = build_messages(job.template_version, job.inputs, context.voice, context.examples)
     stop = StopCheck(job.pk, job.deadline_at.timestamp() if job.deadline_at else time.time() + 600)
     # Variant i of a job with seed s samples with seed s + i (+ a stride per revision): reproducible.
     seeds = [job.seed + i + revision * 1_000_003 for i in indexes]
@@ -136,8 +151,9 @@ def run_job(job_id: Any, engine: Any = None) -> GenerationJob | None:
         return None
     job = GenerationJob.objects.select_related("template_version", "project").get(pk=job.pk)
     indexes = list(range(job.num_variants))
+    context = PromptContext.load(job)
     try:
-        requests, seeds = requests_for(job, indexes)
+        requests, seeds = requests_for(job, context, indexes)
         results = _generate(job, requests, engine)
     except Exception as exc:
         logger.exception("generation job %s failed", job.pk)
@@ -146,7 +162,7 @@ def run_job(job_id: Any, engine: Any = None) -> GenerationJob | None:
             if not locked.is_final:
                 _finalize_failed(locked, f"Generation failed: {type(exc).__name__}: {exc}"[:1000])
         return GenerationJob.objects.get(pk=job.pk)
-    return store_results(job, indexes, seeds, results)
+    return store_results(job, context, indexes, seeds, results)
 
 
 def _generate(job: GenerationJob, requests: list[GenerationRequest], engine: Any) -> list[GenerationResult]:
@@ -166,26 +182,28 @@ def _generate(job: GenerationJob, requests: list[GenerationRequest], engine: Any
     return [f.result() for f in futures]
 
 
-def evaluate(job: GenerationJob, texts: list[str]) -> tuple[list[list[dict[str, Any]]], list[float], list[Any]]:
+def evaluate(
+    job: GenerationJob, context: PromptContext, texts: list[str]
+) -> tuple[list[list[dict[str, Any]]], list[float], list[Any]]:
     from generation.scoring import brand_fit
 
-    voice = BrandVoice.objects.filter(project_id=job.project_id).first()
-    approved = [v.final_text for v in approved_examples(job.project_id, job.template_version.template_id)]
+    approved = [v.final_text for v in context.examples]
     reports = [constraint_checks.check(t, job.template_version.constraints, job.inputs) for t in texts]
     fallback = " ".join(str(v) for v in job.inputs.values())
-    scores = brand_fit(texts, voice, approved, fallback)
+    scores = brand_fit(texts, context.voice, approved, fallback)
     verdicts = [moderate(t) for t in texts]
     return reports, scores, verdicts
 
 
 def store_results(
     job: GenerationJob,
+    context: PromptContext,
     indexes: list[int],
     seeds: list[int],
     results: list[GenerationResult],
     revision: int = 0,
 ) -> GenerationJob:
-    reports, scores, verdicts = evaluate(job, [r.text for r in results])
+    reports, scores, verdicts = evaluate(job, context, [r.text for r in results])
     compute = max((r.seconds for r in results), default=0.0)
     with transaction.atomic():
         locked = GenerationJob.objects.select_for_update().get(pk=job.pk)
@@ -254,9 +272,10 @@ def regenerate(job_id: Any, index: int, revision: int, engine: Any = None) -> Va
     if Variant.objects.filter(job=job, index=index, revision__gte=revision).exists():
         return None  # already done (redelivery)
     job.deadline_at = timezone.now() + timedelta(seconds=settings.GENERATION_JOB_DEADLINE_S)
-    requests, seeds = requests_for(job, [index], revision)
+    context = PromptContext.load(job)
+    requests, seeds = requests_for(job, context, [index], revision)
     results = _generate(job, requests, engine)
-    store_results(job, [index], seeds, results, revision=revision)
+    store_results(job, context, [index], seeds, results, revision=revision)
     return Variant.objects.filter(job=job, index=index, is_current=True).first()
 
 
