@@ -24,6 +24,8 @@ class ConcurrencyLimitExceeded(DomainError):
 
     status_code = 429
     code = "concurrency_limit"
+    # A slot frees when a running job ends; short jobs take seconds.
+    retry_after = 10
 
 
 class VariantLimitExceeded(InvalidInput):

@@ -7,6 +7,7 @@ Money is ``Decimal`` everywhere, never ``float``: unit prices keep six decimal p
 from __future__ import annotations
 
 import uuid
+from datetime import date, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -17,7 +18,7 @@ from django.utils import timezone
 UNIT_PRICE = {"max_digits": 12, "decimal_places": 6, "default": Decimal("0")}
 TOTAL_PRICE = {"max_digits": 12, "decimal_places": 2, "default": Decimal("0")}
 
-#: The plan of an organization without a subscription (seeded by migration 0002).
+#: The seeded free plan (migration 0002); settings.BILLING_DEFAULT_PLAN names the default plan.
 FREE_PLAN_CODE = "free"
 
 
@@ -33,11 +34,19 @@ class Plan(models.Model):
     max_concurrent_jobs = models.PositiveIntegerField(default=1)
     max_variants_per_job = models.PositiveSmallIntegerField(default=1)
     max_members = models.PositiveIntegerField(default=1)
-    api_rate_limit_per_minute = models.PositiveIntegerField(default=60)
+    api_rate_limit_per_minute = models.PositiveIntegerField(default=60, help_text="API requests per minute per key.")
+    org_rate_limit_per_minute = models.PositiveIntegerField(
+        default=600, help_text="API requests per minute for the whole organization, all keys and sessions together."
+    )
     overage_allowed = models.BooleanField(
         default=False, help_text="Off: a hard cap, jobs are refused once the included tokens are spent."
     )
     is_active = models.BooleanField(default=True, help_text="Inactive plans cannot be chosen any more.")
+    stripe_price_id = models.CharField(
+        max_length=120,
+        blank=True,
+        help_text="The Stripe Price (price_...) that Checkout sells for this plan; blank: not sold through Stripe.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -118,6 +127,9 @@ class BillingAccount(models.Model):
     active_jobs = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
+    #: The subscription ``billing.services.lock_account`` read with the lock (not a column).
+    read_subscription: Subscription | None = None
+
     class Meta:
         ordering = ["organization"]
 
@@ -164,11 +176,20 @@ class LedgerEntry(models.Model):
     job = models.ForeignKey(
         "generation.GenerationJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="ledger_entries"
     )
+    reference = models.CharField(
+        max_length=120,
+        blank=True,
+        help_text="What a line without a generation job bills, e.g. 'recommendation:<id>'; unique per kind.",
+    )
     kind = models.CharField(max_length=16, choices=LedgerKind.choices)
     tokens_in = models.PositiveBigIntegerField(default=0, help_text="Prompt tokens.")
     tokens_out = models.PositiveBigIntegerField(default=0, help_text="Completion tokens.")
     tokens = models.BigIntegerField(default=0)
     compute_seconds = models.DecimalField(max_digits=12, decimal_places=3, default=Decimal("0"))
+    holds_slot = models.BooleanField(
+        default=True,
+        help_text="A reservation taking one of the plan's concurrent-job slots (bulk and campaign rows do not).",
+    )
     amount = models.DecimalField(**UNIT_PRICE)
     reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
@@ -183,8 +204,183 @@ class LedgerEntry(models.Model):
             # Exactly-once: a job's reservation, charge and release each exist at most once,
             # even when the task that writes them runs twice.
             models.UniqueConstraint(fields=["job", "kind"], condition=Q(job__isnull=False), name="ledger_once_per_job"),
+            models.UniqueConstraint(
+                fields=["reference", "kind"], condition=~Q(reference=""), name="ledger_once_per_reference"
+            ),
         ]
         indexes = [models.Index(fields=["organization", "-created_at"])]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.tokens:+} tokens, {self.amount} ({self.organization_id})"
+
+
+# --- invoices (billing/invoicing.py) and the payment provider (billing/payments.py) ------------
+
+
+class InvoiceStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    PAID = "paid", "Paid"
+    VOID = "void", "Void"
+
+
+class Invoice(models.Model):
+    """What an organization owes for one closed billing period; issued once, then only paid or voided.
+
+    The organization's and plan's names are copied at issue: an issued invoice
+    reads the same after a rename. ``number`` comes from ``InvoiceCounter`` in
+    the issuing transaction, so numbers have no gaps.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="invoices"
+    )
+    number = models.CharField(max_length=32, unique=True, editable=False)
+    status = models.CharField(max_length=8, choices=InvoiceStatus.choices, default=InvoiceStatus.OPEN)
+    currency = models.CharField(max_length=3)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    issued_at = models.DateTimeField(default=timezone.now)
+    due_at = models.DateTimeField()
+    organization_name = models.CharField(max_length=120)
+    plan = models.ForeignKey(Plan, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    plan_name = models.CharField(max_length=80, blank=True)
+    total = models.DecimalField(**TOTAL_PRICE)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    payment_reference = models.CharField(
+        max_length=200, blank=True, help_text="How it was paid: a bank transfer reference, a Stripe invoice id."
+    )
+    voided_at = models.DateTimeField(null=True, blank=True)
+    stripe_invoice_id = models.CharField(max_length=120, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-issued_at", "-number"]
+        constraints = [
+            # Idempotent closing: the beat task running twice, or on two workers, issues one invoice.
+            models.UniqueConstraint(fields=["organization", "period_start"], name="invoice_once_per_period"),
+            models.CheckConstraint(condition=Q(period_end__gt=models.F("period_start")), name="invoice_period_forward"),
+        ]
+        indexes = [models.Index(fields=["organization", "-issued_at"])]
+
+    def __str__(self) -> str:
+        return self.number
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == InvoiceStatus.OPEN
+
+    @property
+    def pdf_filename(self) -> str:
+        return f"{self.number}.pdf"
+
+    @property
+    def period_last_day(self) -> date:
+        """The period's last day (``period_end`` is exclusive), for display."""
+        return (self.period_end - timedelta(microseconds=1)).date()
+
+
+class InvoiceLineKind(models.TextChoices):
+    SUBSCRIPTION = "subscription", "Subscription"
+    TOKENS = "tokens", "Generation tokens"
+    COMPUTE = "compute", "Compute"
+    REFUND = "refund", "Refunds"
+    ADJUSTMENT = "adjustment", "Adjustment"
+
+
+class InvoiceLine(models.Model):
+    """One line of an invoice. ``amount`` is rounded to cents; the invoice total is the sum of its lines."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=16, choices=InvoiceLineKind.choices)
+    description = models.CharField(max_length=300)
+    quantity = models.DecimalField(max_digits=18, decimal_places=3, default=Decimal("0"))
+    unit = models.CharField(max_length=16, blank=True, help_text="month, tokens, seconds; blank for a sum.")
+    amount = models.DecimalField(**TOTAL_PRICE)
+
+    class Meta:
+        ordering = ["invoice", "position"]
+        constraints = [models.UniqueConstraint(fields=["invoice", "position"], name="invoice_line_position")]
+
+    def __str__(self) -> str:
+        return f"{self.invoice_id} #{self.position}: {self.description}"
+
+    @property
+    def quantity_display(self) -> str:
+        """``12,500 tokens``, ``3.25 seconds``, ``1 month``; empty for a line that is only an amount."""
+        if not self.unit:
+            return ""
+        whole = self.quantity == self.quantity.to_integral_value()
+        number = f"{int(self.quantity):,}" if whole else f"{self.quantity:,f}".rstrip("0")
+        return f"{number} {self.unit}"
+
+
+class InvoiceCounter(models.Model):
+    """The last invoice number issued in a year.
+
+    Issuing locks the year's row (``SELECT ... FOR UPDATE``) and increments it
+    in the same transaction as the invoice, so a rolled-back issue gives its
+    number back and concurrent issues take consecutive numbers.
+    """
+
+    year = models.PositiveSmallIntegerField(primary_key=True)
+    last_number = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-year"]
+
+    def __str__(self) -> str:
+        return f"{self.year}: {self.last_number}"
+
+
+class ClosedPeriod(models.Model):
+    """A billing period of an organization that was closed: invoiced, or found to owe nothing.
+
+    An organization's closed periods are contiguous, each starting where the
+    previous one ended, so every ledger line falls into exactly one of them:
+    nothing is billed twice, nothing is skipped, also across a subscription
+    started, canceled or taken up again mid-month.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="closed_periods"
+    )
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    plan = models.ForeignKey(Plan, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    invoice = models.OneToOneField(
+        Invoice, null=True, blank=True, on_delete=models.SET_NULL, related_name="closed_period"
+    )
+    closed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["organization", "-start"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "start"], name="closed_period_once"),
+            models.CheckConstraint(condition=Q(end__gt=models.F("start")), name="closed_period_forward"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id} {self.start:%Y-%m-%d}..{self.end:%Y-%m-%d}"
+
+
+class StripeEvent(models.Model):
+    """A Stripe webhook event, stored in the transaction that applied it: an event id is applied once.
+
+    ``payload`` is the event as Stripe sent it (the signature header is not kept).
+    """
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=120)
+    livemode = models.BooleanField(default=False)
+    payload = models.JSONField(default=dict)
+    outcome = models.CharField(max_length=300, blank=True, help_text="What processing did, or why it did nothing.")
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"

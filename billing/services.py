@@ -13,17 +13,19 @@ and the unique ``(job, kind)`` constraint makes each line exist at most once.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
 from audit.services import record
 from billing.errors import ConcurrencyLimitExceeded, QuotaExceeded, SubscriptionSuspended, VariantLimitExceeded
 from billing.models import (
-    FREE_PLAN_CODE,
     BillingAccount,
     LedgerEntry,
     LedgerKind,
@@ -32,7 +34,7 @@ from billing.models import (
     SubscriptionStatus,
 )
 from core.errors import Forbidden, InvalidInput
-from generation.models import GenerationJob
+from generation.models import GenerationJob, JobStatus
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -49,24 +51,41 @@ AMOUNT_QUANTUM = Decimal("0.000001")
 COMPUTE_SECONDS_QUANTUM = Decimal("0.001")
 
 
+logger = logging.getLogger(__name__)
+
+
 # --- reads -------------------------------------------------------------------------------------
 
 
-def current_plan(organization: Organization) -> Plan:
-    """The plan that governs the organization now: its subscription's, else Free.
+#: "Read the subscription from the database" (None is a real value: no subscription).
+_READ: Any = object()
+
+
+def current_plan(organization: Organization, *, subscription: Subscription | None = _READ) -> Plan:
+    """The plan that governs the organization now: its subscription's, else the default (Free).
 
     A canceled subscription falls back to Free; a past-due one keeps its plan
-    (a grace period), and a suspended one is refused at admission.
+    (a grace period), and a suspended one is refused at admission. Pass the
+    ``subscription`` already read in this transaction to save the query.
     """
-    subscription = _subscription(organization)
+    if subscription is _READ:
+        subscription = _subscription(organization)
     if subscription is not None and subscription.status != SubscriptionStatus.CANCELED:
         return subscription.plan
-    return Plan.objects.get(code=FREE_PLAN_CODE)
+    try:
+        return Plan.objects.get(code=settings.BILLING_DEFAULT_PLAN)
+    except Plan.DoesNotExist:
+        raise ImproperlyConfigured(
+            f"BILLING_DEFAULT_PLAN is {settings.BILLING_DEFAULT_PLAN!r}, and no plan has that code."
+        ) from None
 
 
-def current_period(organization: Organization, *, now: datetime | None = None) -> tuple[datetime, datetime]:
+def current_period(
+    organization: Organization, *, now: datetime | None = None, subscription: Subscription | None = _READ
+) -> tuple[datetime, datetime]:
     """The billing period ``[start, end)``: the subscription's, else the calendar month in UTC."""
-    subscription = _subscription(organization)
+    if subscription is _READ:
+        subscription = _subscription(organization)
     if subscription is not None and subscription.status != SubscriptionStatus.CANCELED:
         return subscription.current_period_start, subscription.current_period_end
     now = (now or timezone.now()).astimezone(UTC)
@@ -96,22 +115,25 @@ def ensure_billing_account(organization: Organization) -> BillingAccount:
 
 
 @transaction.atomic
-def reserve_for_job(*, job: GenerationJob) -> LedgerEntry:
+def reserve_for_job(*, job: GenerationJob, holds_slot: bool = True) -> LedgerEntry:
     """Admit a job: hold its maximum tokens and a concurrency slot, or refuse it.
 
     Raises ``VariantLimitExceeded`` (400), ``QuotaExceeded`` (402, hard-capped plans
     only), ``SubscriptionSuspended`` (402) or ``ConcurrencyLimitExceeded`` (429).
     Idempotent: a second call for the same job returns its existing reservation.
+
+    ``holds_slot=False`` admits a row of a bulk upload or campaign: its tokens are
+    held like any job's, but it takes no concurrency slot, since a batch is one
+    request whose rows queue behind each other rather than many concurrent calls.
     """
     organization = job.organization
-    account = _lock_account(organization)
+    account = lock_account(organization)
     existing = _entry(job, LedgerKind.RESERVATION)
     if existing is not None:
         return existing
-    subscription = _subscription(organization)
-    if subscription is not None and subscription.status == SubscriptionStatus.SUSPENDED:
-        raise SubscriptionSuspended("This organization's subscription is suspended; settle the billing to continue.")
-    plan = current_plan(organization)
+    subscription = account.read_subscription
+    _refuse_if_suspended(subscription)
+    plan = current_plan(organization, subscription=subscription)
     if job.num_variants > plan.max_variants_per_job:
         raise VariantLimitExceeded(
             f"The {plan.name} plan allows up to {plan.max_variants_per_job} variants per job; "
@@ -119,24 +141,21 @@ def reserve_for_job(*, job: GenerationJob) -> LedgerEntry:
             fields={"num_variants": [f"At most {plan.max_variants_per_job} on the {plan.name} plan."]},
         )
     needed = max_tokens_for(job)
-    if not plan.overage_allowed and remaining_tokens(account, plan) < needed:
-        _, period_end = current_period(organization)
-        left = max(remaining_tokens(account, plan), 0)
-        raise QuotaExceeded(
-            f"The {plan.name} plan's {plan.included_tokens:,} tokens for this period are used up: this job needs "
-            f"up to {needed:,} tokens and {left:,} are left. The allowance resets on "
-            f"{period_end.astimezone(UTC):%Y-%m-%d %H:%M} UTC; upgrade the plan to continue now."
-        )
-    if account.active_jobs >= plan.max_concurrent_jobs:
+    _refuse_beyond_allowance(account, organization, plan, needed, what="this job")
+    if holds_slot and account.active_jobs >= plan.max_concurrent_jobs:
         raise ConcurrencyLimitExceeded(
             f"The {plan.name} plan runs up to {plan.max_concurrent_jobs} jobs at a time and "
             f"{account.active_jobs} are running; retry when one finishes."
         )
     entry = LedgerEntry.objects.create(
-        **_job_refs(job), kind=LedgerKind.RESERVATION, tokens=needed, reason=f"hold for up to {needed} tokens"
+        **_job_refs(job),
+        kind=LedgerKind.RESERVATION,
+        tokens=needed,
+        holds_slot=holds_slot,
+        reason=f"hold for up to {needed} tokens",
     )
     account.tokens_reserved += needed
-    account.active_jobs += 1
+    account.active_jobs += int(holds_slot)
     account.save(update_fields=["tokens_reserved", "active_jobs", "updated_at"])
     return entry
 
@@ -152,13 +171,13 @@ def settle_job(*, job: GenerationJob) -> LedgerEntry | None:
     without overage. A job admitted before billing existed (no reservation) is
     charged without a release.
     """
-    account = _lock_account(job.organization)
+    account = lock_account(job.organization)
     charge = _entry(job, LedgerKind.CHARGE)
     if charge is not None or _entry(job, LedgerKind.RELEASE) is not None:
         return charge
     usage = GenerationJob.objects.values("prompt_tokens", "completion_tokens", "compute_seconds").get(pk=job.pk)
     actual = usage["prompt_tokens"] + usage["completion_tokens"]
-    plan = current_plan(job.organization)
+    plan = current_plan(job.organization, subscription=account.read_subscription)
     charge = LedgerEntry.objects.create(
         **_job_refs(job),
         kind=LedgerKind.CHARGE,
@@ -182,13 +201,111 @@ def release_job(*, job: GenerationJob, reason: str) -> LedgerEntry | None:
     Returns the release (the existing one on a repeated call, or after
     ``settle_job``), or ``None`` when the job was never admitted.
     """
-    account = _lock_account(job.organization)
+    account = lock_account(job.organization)
     existing = _entry(job, LedgerKind.RELEASE)
     if existing is not None:
         return existing
     release = _lift_hold(account, job, reason=reason or "released")
     account.save(update_fields=["tokens_reserved", "active_jobs", "updated_at"])
     return release
+
+
+def finalize_job(*, job: GenerationJob) -> LedgerEntry | None:
+    """Bill a job that just reached a final state, in the transaction that made it final.
+
+    Succeeded: charge the stored usage and lift the hold. Failed, canceled or
+    blocked: lift the hold and charge nothing, whatever the model had already
+    generated. Both are exactly-once, so a task that runs twice bills once.
+    """
+    if job.status == JobStatus.SUCCEEDED:
+        return settle_job(job=job)
+    return release_job(job=job, reason=f"{job.status}: {job.failure_reason}"[:500])
+
+
+@transaction.atomic
+def check_regeneration(*, job: GenerationJob) -> None:
+    """Refuse regenerating a variant the plan cannot pay for (suspended, or no allowance left on a hard cap).
+
+    A regeneration holds nothing: it is one variant, charged when stored.
+    """
+    organization = job.organization
+    account = lock_account(organization)
+    _refuse_if_suspended(account.read_subscription)
+    needed = job.max_new_tokens + PROMPT_TOKEN_ALLOWANCE_PER_VARIANT
+    plan = current_plan(organization, subscription=account.read_subscription)
+    _refuse_beyond_allowance(account, organization, plan, needed, what="regenerating this variant")
+
+
+@transaction.atomic
+def charge_regeneration(
+    *, job: GenerationJob, index: int, revision: int, prompt_tokens: int, completion_tokens: int
+) -> LedgerEntry:
+    """Charge one regenerated variant, exactly once per (job, variant, revision)."""
+    account = lock_account(job.organization)
+    reference = f"regeneration:{job.pk}:{index}:{revision}"
+    existing = LedgerEntry.objects.filter(reference=reference, kind=LedgerKind.CHARGE).first()
+    if existing is not None:
+        return existing
+    actual = prompt_tokens + completion_tokens
+    refs = _job_refs(job)
+    del refs["job"]  # the job's own charge holds the (job, charge) slot; this line is named by its reference
+    entry = LedgerEntry.objects.create(
+        **refs,
+        reference=reference,
+        kind=LedgerKind.CHARGE,
+        tokens_in=prompt_tokens,
+        tokens_out=completion_tokens,
+        tokens=actual,
+        amount=_overage_amount(account, current_plan(job.organization, subscription=account.read_subscription), actual),
+        reason=f"{actual} tokens used regenerating variant {index + 1} (revision {revision})",
+    )
+    account.tokens_used_in_period += actual
+    account.save(update_fields=["tokens_used_in_period", "updated_at"])
+    return entry
+
+
+@transaction.atomic
+def charge_compute(
+    *,
+    organization: Organization,
+    reference: str,
+    seconds: Decimal | int | str,
+    project: Any = None,
+    user: Any = None,
+    api_key: Any = None,
+    reason: str = "",
+) -> LedgerEntry:
+    """Bill compute seconds of work that is not a generation job (recommendation training, fine-tunes).
+
+    ``reference`` names the work (``"recommendation:<job id>"``) and makes the
+    charge exactly-once: a repeated call, e.g. a redelivered task, returns the
+    first charge unchanged. Priced at the plan's ``price_per_gpu_second``;
+    tokens are untouched.
+    """
+    reference = (reference or "").strip()
+    if not reference:
+        raise InvalidInput("A compute charge needs a reference.", code="reference_required")
+    if isinstance(seconds, float):
+        seconds = str(seconds)
+    seconds = Decimal(seconds).quantize(COMPUTE_SECONDS_QUANTUM)
+    if seconds < 0:
+        raise InvalidInput("Compute seconds cannot be negative.", code="invalid_seconds")
+    lock_account(organization)
+    existing = LedgerEntry.objects.filter(reference=reference, kind=LedgerKind.CHARGE).first()
+    if existing is not None:
+        return existing
+    plan = current_plan(organization)
+    return LedgerEntry.objects.create(
+        organization=organization,
+        project=project,
+        user=user,
+        api_key=api_key,
+        reference=reference,
+        kind=LedgerKind.CHARGE,
+        compute_seconds=seconds,
+        amount=(seconds * plan.price_per_gpu_second).quantize(AMOUNT_QUANTUM),
+        reason=reason or f"{seconds} compute seconds",
+    )
 
 
 # --- operator actions --------------------------------------------------------------------------
@@ -205,7 +322,7 @@ def grant_credits(*, actor: User, organization: Organization, tokens: int, reaso
     if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens <= 0:
         raise InvalidInput("Grant a positive whole number of tokens.", code="invalid_tokens")
     reason = (reason or "").strip()
-    account = _lock_account(organization)
+    account = lock_account(organization)
     entry = LedgerEntry.objects.create(
         organization=organization, kind=LedgerKind.CREDIT_GRANT, tokens=tokens, reason=reason, created_by=actor
     )
@@ -237,7 +354,7 @@ def adjust_ledger(
     money = Decimal(str(amount)).quantize(AMOUNT_QUANTUM)
     if tokens == 0 and money == 0:
         raise InvalidInput("An adjustment changes tokens, the amount or both.", code="empty_adjustment")
-    account = _lock_account(organization)
+    account = lock_account(organization)
     if account.tokens_used_in_period + tokens < 0:
         raise InvalidInput(
             f"Usage this period is {account.tokens_used_in_period:,} tokens; it cannot go below zero.",
@@ -268,21 +385,47 @@ def adjust_ledger(
 # --- helpers -----------------------------------------------------------------------------------
 
 
+def _refuse_if_suspended(subscription: Subscription | None) -> None:
+    if subscription is not None and subscription.status == SubscriptionStatus.SUSPENDED:
+        raise SubscriptionSuspended("This organization's subscription is suspended; settle the billing to continue.")
+
+
+def _refuse_beyond_allowance(
+    account: BillingAccount, organization: Organization, plan: Plan, needed: int, *, what: str
+) -> None:
+    """On a hard-capped plan, refuse work that could use more tokens than are left this period."""
+    left = remaining_tokens(account, plan)
+    if plan.overage_allowed or left >= needed:
+        return
+    _, period_end = current_period(organization, subscription=account.read_subscription)
+    raise QuotaExceeded(
+        f"The {plan.name} plan's {plan.included_tokens:,} tokens for this period are used up: {what} needs "
+        f"up to {needed:,} tokens and {max(left, 0):,} are left. The allowance resets on "
+        f"{period_end.astimezone(UTC):%Y-%m-%d %H:%M} UTC; upgrade the plan to continue now."
+    )
+
+
 def _subscription(organization: Organization) -> Subscription | None:
     return Subscription.objects.select_related("plan").filter(organization=organization).first()
 
 
-def _lock_account(organization: Organization) -> BillingAccount:
+def lock_account(organization: Organization) -> BillingAccount:
     """Lock the organization's balances for this transaction, rolling the period over if it ended.
 
     At rollover the usage counter starts again at zero and the credits spent in
-    the finished period (usage beyond the included tokens) are used up.
+    the finished period (usage beyond the included tokens) are used up. The
+    subscription read here is kept as ``account.read_subscription``, so callers
+    holding the lock do not read it again (admission is on every submission's path).
     """
-    ensure_billing_account(organization)
-    account = BillingAccount.objects.select_for_update().get(organization=organization)
-    start, _ = current_period(organization)
+    subscription = _subscription(organization)
+    start, _ = current_period(organization, subscription=subscription)
+    account = BillingAccount.objects.select_for_update().filter(organization=organization).first()
+    if account is None:
+        BillingAccount.objects.get_or_create(organization=organization, defaults={"period_start": start})
+        account = BillingAccount.objects.select_for_update().get(organization=organization)
+    account.read_subscription = subscription
     if account.period_start < start:
-        plan = current_plan(organization)
+        plan = current_plan(organization, subscription=subscription)
         spent_credits = max(account.tokens_used_in_period - plan.included_tokens, 0)
         account.credit_tokens -= min(spent_credits, account.credit_tokens)
         account.tokens_used_in_period = 0
@@ -311,7 +454,8 @@ def _lift_hold(account: BillingAccount, job: GenerationJob, *, reason: str) -> L
     if reservation is None:
         return None
     account.tokens_reserved = max(account.tokens_reserved - reservation.tokens, 0)
-    account.active_jobs = max(account.active_jobs - 1, 0)
+    if reservation.holds_slot:
+        account.active_jobs = max(account.active_jobs - 1, 0)
     return LedgerEntry.objects.create(
         **_job_refs(job), kind=LedgerKind.RELEASE, tokens=-reservation.tokens, reason=reason
     )
@@ -331,3 +475,222 @@ def _require_staff(actor: Any) -> None:
     # Credits and adjustments are money: an organization's own owner must not grant them.
     if not getattr(actor, "is_staff", False):
         raise Forbidden("Only staff can change an organization's billing ledger.")
+
+
+# --- plan changes and suspension (dashboard, API and admin) -----------------------------------
+
+
+@transaction.atomic
+def change_plan(*, actor: User, organization: Organization, plan_code: str) -> Subscription:
+    """Schedule a move to another plan at the end of the current period; admins and owners only.
+
+    The change only sets ``pending_plan`` (see ``Subscription``); choosing the plan the
+    organization is on cancels a scheduled change. Refused with 400: an unknown or
+    inactive plan (``unknown_plan``), the current plan with nothing scheduled
+    (``same_plan``), and a plan the organization already uses more of than it
+    includes (``usage_exceeds_plan``: this period's tokens, or its members), which
+    would start the next period over its limits.
+    """
+    from organizations.models import Role
+    from organizations.services import require_role
+
+    require_role(actor, organization, Role.ADMIN)
+    plan = _active_plan(plan_code)
+    subscription = _lock_subscription(organization)
+    if plan.pk == subscription.plan_id:
+        if subscription.pending_plan_id is None:
+            raise InvalidInput(f"This organization is already on the {plan.name} plan.", code="same_plan")
+        return _clear_pending_plan(actor, subscription)
+    _refuse_plan_below_usage(organization, plan)
+    subscription.pending_plan = plan
+    subscription.save(update_fields=["pending_plan", "updated_at"])
+    if subscription.stripe_subscription_id:
+        # After commit: a slow or failing Stripe call must neither hold the lock nor undo the change here.
+        transaction.on_commit(lambda: _tell_stripe_of_plan_change(subscription.pk))
+    record(
+        "billing.plan_change_scheduled",
+        organization=organization,
+        actor=actor,
+        target=subscription,
+        from_plan=subscription.plan.code,
+        to_plan=plan.code,
+        effective_at=subscription.current_period_end.isoformat(),
+    )
+    return subscription
+
+
+@transaction.atomic
+def assign_plan(*, organization: Organization, plan_code: str, actor: Any = None, reason: str) -> Subscription:
+    """Put an organization on a plan now, for operators and provisioning (a contract, the demo, a benchmark).
+
+    Unlike ``change_plan`` (customers: at period end), this takes effect at once and
+    keeps the current period; it is audited with its reason. ``actor`` is a staff
+    user, or None for the system (management commands).
+    """
+    if actor is not None:
+        _require_staff(actor)
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("Say why the plan is assigned.", code="reason_required")
+    plan = _active_plan(plan_code)
+    subscription = _lock_subscription(organization)
+    previous = subscription.plan.code
+    subscription.plan, subscription.pending_plan = plan, None
+    subscription.save(update_fields=["plan", "pending_plan", "updated_at"])
+    record(
+        "billing.plan_assigned",
+        organization=organization,
+        actor=actor,
+        target=subscription,
+        from_plan=previous,
+        to_plan=plan.code,
+        reason=reason,
+    )
+    return subscription
+
+
+def _tell_stripe_of_plan_change(subscription_id: Any) -> None:
+    from billing import payments
+
+    subscription = Subscription.objects.select_related("pending_plan").get(pk=subscription_id)
+    try:
+        payments.schedule_plan_change(subscription=subscription)
+    except Exception:
+        logger.exception("Stripe was not told of the plan change of subscription %s", subscription_id)
+
+
+@transaction.atomic
+def cancel_plan_change(*, actor: User, organization: Organization) -> Subscription:
+    """Drop a scheduled plan change; admins and owners only. Nothing scheduled is a 409."""
+    from core.errors import Conflict
+    from organizations.models import Role
+    from organizations.services import require_role
+
+    require_role(actor, organization, Role.ADMIN)
+    subscription = Subscription.objects.select_for_update().filter(organization=organization).first()
+    if subscription is None or subscription.pending_plan_id is None:
+        raise Conflict("No plan change is scheduled.", code="no_pending_change")
+    return _clear_pending_plan(actor, subscription)
+
+
+@transaction.atomic
+def suspend_organization(*, actor: User, organization: Organization, reason: str) -> Subscription:
+    """Stop an organization's new jobs until it is unsuspended (staff only, a reason required, audited).
+
+    Admission refuses a suspended organization's jobs (402 ``subscription_suspended``);
+    running jobs finish and are billed. An organization without a subscription gets
+    one on its current plan, so the suspension has a row to live on.
+    """
+    from core.errors import Conflict
+
+    _require_staff(actor)
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("Say why the organization is suspended.", code="reason_required")
+    subscription = _lock_subscription(organization)
+    if subscription.status == SubscriptionStatus.SUSPENDED:
+        raise Conflict(f"{organization.name} is already suspended.", code="already_suspended")
+    previous = subscription.status
+    subscription.status = SubscriptionStatus.SUSPENDED
+    subscription.save(update_fields=["status", "updated_at"])
+    record(
+        "billing.organization_suspended",
+        organization=organization,
+        actor=actor,
+        target=subscription,
+        previous_status=previous,
+        reason=reason,
+    )
+    return subscription
+
+
+@transaction.atomic
+def unsuspend_organization(*, actor: User, organization: Organization, reason: str = "") -> Subscription:
+    """Let a suspended organization run jobs again (staff only, audited)."""
+    from core.errors import Conflict
+
+    _require_staff(actor)
+    subscription = Subscription.objects.select_for_update().filter(organization=organization).first()
+    if subscription is None or subscription.status != SubscriptionStatus.SUSPENDED:
+        raise Conflict(f"{organization.name} is not suspended.", code="not_suspended")
+    subscription.status = SubscriptionStatus.ACTIVE
+    subscription.save(update_fields=["status", "updated_at"])
+    record(
+        "billing.organization_unsuspended",
+        organization=organization,
+        actor=actor,
+        target=subscription,
+        reason=(reason or "").strip(),
+    )
+    return subscription
+
+
+def _active_plan(plan_code: Any) -> Plan:
+    code = plan_code.strip() if isinstance(plan_code, str) else ""
+    plan = Plan.objects.filter(code=code, is_active=True).first() if code else None
+    if plan is None:
+        choices = ", ".join(Plan.objects.filter(is_active=True).values_list("code", flat=True))
+        raise InvalidInput(
+            f"There is no plan {code!r} to choose; the plans are: {choices}.",
+            code="unknown_plan",
+            fields={"plan": [f"Choose one of: {choices}."]},
+        )
+    return plan
+
+
+def _lock_subscription(organization: Organization) -> Subscription:
+    """The organization's subscription, locked; created on its current plan and period when it has none.
+
+    A canceled subscription is restarted the same way: the organization runs on the
+    default plan and calendar month meanwhile (``current_plan``, ``current_period``).
+    """
+    subscription = Subscription.objects.select_for_update().filter(organization=organization).first()
+    if subscription is not None and subscription.status != SubscriptionStatus.CANCELED:
+        return subscription
+    plan = current_plan(organization)
+    start, end = current_period(organization)
+    if subscription is None:
+        Subscription.objects.get_or_create(
+            organization=organization,
+            defaults={"plan": plan, "current_period_start": start, "current_period_end": end},
+        )
+        return Subscription.objects.select_for_update().get(organization=organization)
+    subscription.plan, subscription.pending_plan, subscription.status = plan, None, SubscriptionStatus.ACTIVE
+    subscription.current_period_start, subscription.current_period_end = start, end
+    subscription.save(
+        update_fields=["plan", "pending_plan", "status", "current_period_start", "current_period_end", "updated_at"]
+    )
+    return subscription
+
+
+def _refuse_plan_below_usage(organization: Organization, plan: Plan) -> None:
+    used = lock_account(organization).tokens_used_in_period
+    if used > plan.included_tokens:
+        raise InvalidInput(
+            f"This organization has used {used:,} tokens this period, more than the {plan.name} plan's "
+            f"{plan.included_tokens:,} included tokens; choose a larger plan.",
+            code="usage_exceeds_plan",
+            fields={"plan": [f"Usage this period ({used:,} tokens) is above what {plan.name} includes."]},
+        )
+    members = organization.memberships.count()
+    if members > plan.max_members:
+        raise InvalidInput(
+            f"This organization has {members} members and the {plan.name} plan allows {plan.max_members}; "
+            "remove members first or choose a larger plan.",
+            code="usage_exceeds_plan",
+            fields={"plan": [f"{plan.name} allows {plan.max_members} members; there are {members}."]},
+        )
+
+
+def _clear_pending_plan(actor: User, subscription: Subscription) -> Subscription:
+    dropped = subscription.pending_plan
+    subscription.pending_plan = None
+    subscription.save(update_fields=["pending_plan", "updated_at"])
+    record(
+        "billing.plan_change_canceled",
+        organization=subscription.organization,
+        actor=actor,
+        target=subscription,
+        plan=dropped.code if dropped is not None else None,
+    )
+    return subscription

@@ -20,11 +20,13 @@ from projects.models import Project
 from tests.generation_factories import GenerationJobFactory, TemplateVersionFactory
 
 _seed = importlib.import_module("billing.migrations.0002_seed_plans")
+_seed_org_limits = importlib.import_module("billing.migrations.0003_ledger_reference_org_rate_limit")
 
 
 def seed_plans() -> dict[str, Plan]:
     """The four seeded plans, created again if a flush removed them (idempotent)."""
     _seed.seed_plans(apps, None)
+    _seed_org_limits.seed_org_rate_limits(apps, None)
     return {plan.code: plan for plan in Plan.objects.filter(code__in=[p["code"] for p in _seed.PLANS])}
 
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -35,7 +36,8 @@ JOB_MAX = 2 * (60 + PROMPT_TOKEN_ALLOWANCE_PER_VARIANT)
 
 
 @pytest.fixture
-def plans() -> dict[str, Plan]:
+def plans(settings) -> dict[str, Plan]:
+    settings.BILLING_DEFAULT_PLAN = "free"  # these tests are about the hosted default
     return seed_plans()
 
 
@@ -247,6 +249,14 @@ def test_suspended_subscription_is_refused(project, plans):
 # --- plans, periods, credits and adjustments ------------------------------------------------------
 
 
+def test_default_plan_is_a_setting(project, plans, settings):
+    settings.BILLING_DEFAULT_PLAN = "pro"
+    assert current_plan(project.organization) == plans["pro"]
+    settings.BILLING_DEFAULT_PLAN = "nonexistent"
+    with pytest.raises(ImproperlyConfigured, match="BILLING_DEFAULT_PLAN"):
+        current_plan(project.organization)
+
+
 def test_current_plan_is_free_without_a_subscription_and_after_cancellation(project, plans):
     assert current_plan(project.organization) == plans["free"]
     subscription = subscribe(project.organization, plans["pro"])
@@ -388,3 +398,18 @@ def test_admin_shows_the_ledger_read_only(project, client):
     assert client.get(reverse("admin:billing_billingaccount_add")).status_code == 403
     assert client.post(reverse("admin:billing_ledgerentry_delete", args=[entry.pk]), {"post": "yes"}).status_code == 403
     assert LedgerEntry.objects.filter(pk=entry.pk).exists()
+
+
+def test_assign_plan_applies_at_once_with_an_audited_reason(project, plans, staff):
+    from audit.models import AuditLog
+    from billing.services import assign_plan
+
+    subscription = assign_plan(organization=project.organization, plan_code="pro", actor=staff, reason="contract")
+    assert current_plan(project.organization) == plans["pro"] and subscription.pending_plan is None
+    assert AuditLog.objects.filter(action="billing.plan_assigned", organization=project.organization).exists()
+    with pytest.raises(InvalidInput):
+        assign_plan(organization=project.organization, plan_code="pro", actor=staff, reason=" ")
+    with pytest.raises(InvalidInput):
+        assign_plan(organization=project.organization, plan_code="platinum", actor=staff, reason="x")
+    with pytest.raises(Forbidden):
+        assign_plan(organization=project.organization, plan_code="free", actor=UserFactory(), reason="x")
