@@ -1,0 +1,172 @@
+"""Forms of the recommendations pages. The services check the same rules again; their errors land here."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.db.models import QuerySet
+
+from generation.models import Template
+from projects.models import Project
+from recommendations import services
+from recommendations.importing import FIELDS
+
+
+def _project_field() -> forms.ModelChoiceField:  # type: ignore[type-arg]
+    return forms.ModelChoiceField(queryset=Project.objects.none(), empty_label=None)
+
+
+class _ProjectForm(forms.Form):
+    project = _project_field()
+
+    def __init__(self, *args: Any, projects: QuerySet[Project], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["project"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = projects.order_by("name")
+
+
+class ImportForm(_ProjectForm):
+    file = forms.FileField(help_text="CSV, UTF-8, comma-separated, with a header row.")
+    mapping = forms.CharField(
+        required=False,
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": '{"customer": "CustomerID", "sku": "StockCode"}'}),
+        help_text="Optional: a JSON object of field → column. Fields: "
+        + ", ".join(FIELDS)
+        + ", customer.&lt;name&gt;, item.&lt;name&gt;. Left empty, the Online Retail columns or "
+        "customer_id, sku, timestamp are recognised.",
+    )
+    exclude_skus = forms.CharField(
+        required=False,
+        max_length=5000,
+        label="SKUs that are no products",
+        help_text="Optional, comma-separated (postage, fees). For the Online Retail format its own codes are used.",
+    )
+
+    def clean_mapping(self) -> dict[str, str] | None:
+        text = self.cleaned_data["mapping"].strip()
+        if not text:
+            return None
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise forms.ValidationError('Write the mapping as JSON, e.g. {"customer": "CustomerID"}.') from None
+        from core.errors import InvalidInput
+        from recommendations.importing import validate_mapping
+
+        try:
+            return validate_mapping(value)
+        except InvalidInput as exc:
+            raise forms.ValidationError(exc.detail) from None
+
+    def clean_exclude_skus(self) -> list[str] | None:
+        text = self.cleaned_data["exclude_skus"]
+        skus = [sku.strip() for sku in text.split(",") if sku.strip()]
+        return skus or None
+
+
+class StartJobForm(_ProjectForm):
+    k = forms.IntegerField(
+        label="Recommendations per customer", min_value=1, max_value=services.MAX_K, initial=10
+    )
+    holdout_days = forms.IntegerField(
+        label="Days held out for evaluation",
+        min_value=1,
+        max_value=services.MAX_HOLDOUT_DAYS,
+        initial=28,
+        help_text="The model is also trained without the most recent days and scored on them, against a "
+        "popularity baseline.",
+    )
+
+
+class SettingsForm(forms.Form):
+    exclude_purchased = forms.BooleanField(
+        required=False, label="Never recommend an item the customer already bought"
+    )
+
+
+class CustomerFilterForm(forms.Form):
+    project = forms.ModelChoiceField(queryset=Project.objects.none(), required=False, empty_label="All projects")
+    q = forms.CharField(required=False, max_length=100, label="Customer id")
+    country = forms.CharField(required=False, max_length=100)
+
+    def __init__(self, *args: Any, projects: QuerySet[Project], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["project"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = projects.order_by("name")
+
+    def filters(self) -> dict[str, Any]:
+        if not self.is_valid():
+            return {}
+        return {k: v for k, v in self.cleaned_data.items() if v not in (None, "")}
+
+
+def campaign_templates(templates: QuerySet[Template]) -> list[Template]:
+    """Templates a campaign can fill: their latest version has a product or products variable."""
+    usable = []
+    for template in templates.prefetch_related("versions"):
+        latest = max(template.versions.all(), key=lambda v: v.version, default=None)
+        if latest is not None and services._products_variable(latest) is not None:
+            usable.append(template)
+    return usable
+
+
+class CampaignForm(_ProjectForm):
+    name = forms.CharField(max_length=120)
+    template = forms.ChoiceField(help_text="Templates with a product (or products) variable.")
+    countries = forms.CharField(
+        required=False, max_length=2000, help_text="Comma-separated, e.g. France, Germany. Empty: every country."
+    )
+    purchased_within_days = forms.IntegerField(
+        required=False, min_value=1, max_value=3650, help_text="Bought something in the N days before the latest event."
+    )
+    min_purchases = forms.IntegerField(required=False, min_value=1, max_value=100_000)
+    limit = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=services.max_campaign_customers(),
+        label="At most this many customers",
+        help_text=f"The most recent buyers first; a campaign reaches at most {services.max_campaign_customers()}.",
+    )
+    items_per_customer = forms.IntegerField(min_value=1, max_value=services.MAX_ITEMS_PER_CUSTOMER, initial=3)
+    inputs = forms.CharField(
+        required=False,
+        max_length=5000,
+        label="Other template inputs",
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "audience: gift shoppers"}),
+        help_text="One per line, <code>variable: value</code>, the same for every customer.",
+    )
+
+    def __init__(self, *args: Any, projects: QuerySet[Project], templates: list[Template], **kwargs: Any) -> None:
+        super().__init__(*args, projects=projects, **kwargs)
+        field = self.fields["template"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [(t.slug if t.is_builtin else str(t.pk), t.name) for t in templates]
+        if any(t.slug == "personalized-recommendation" and t.is_builtin for t in templates):
+            field.initial = "personalized-recommendation"
+
+    def clean_inputs(self) -> dict[str, str]:
+        values = {}
+        for number, line in enumerate(self.cleaned_data["inputs"].splitlines(), start=1):
+            if not line.strip():
+                continue
+            name, sep, value = line.partition(":")
+            if not sep or not name.strip():
+                raise forms.ValidationError(f"Line {number}: write variable: value.")
+            values[name.strip()] = value.strip()
+        return values
+
+    def segment(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        segment: dict[str, Any] = {}
+        countries = [c.strip() for c in data.get("countries", "").split(",") if c.strip()]
+        if countries:
+            segment["countries"] = countries
+        for name in ("purchased_within_days", "min_purchases", "limit"):
+            if data.get(name) is not None:
+                segment[name] = data[name]
+        return segment

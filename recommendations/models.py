@@ -1,0 +1,334 @@
+"""Catalog, customers and their events per project; recommendation jobs and their results; campaigns.
+
+Every row belongs to a project, and so to an organization: tenant-owned rows carry
+both foreign keys (the organization one is what every query filters on), and the
+results of a job reach their organization through the job.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class CatalogItem(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="catalog_items"
+    )
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="catalog_items")
+    sku = models.CharField("SKU", max_length=100)
+    title = models.CharField(max_length=300, blank=True)
+    description = models.TextField(blank=True, max_length=5000)
+    price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    # The item's text embedding (float32 bytes) and a hash of the text it was computed from, so a
+    # recommendation job embeds only items that are new or whose title/description changed.
+    embedding = models.BinaryField(null=True, blank=True, editable=False)
+    embedding_text_hash = models.CharField(max_length=64, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["sku"]
+        constraints = [models.UniqueConstraint(fields=["project", "sku"], name="catalog_item_sku_unique_in_project")]
+
+    def __str__(self) -> str:
+        return f"{self.sku} {self.title}".strip()
+
+    @property
+    def display_title(self) -> str:
+        """The title as copy should show it: catalogs exported in capitals read better in title case."""
+        return display_title(self.title or self.sku)
+
+
+def display_title(title: str) -> str:
+    """Catalog exports write "WHITE METAL LANTERN" and "LUNCH BAG BLACK SKULL.": title case, no stray period."""
+    title = title.strip().rstrip(".,; ")
+    return title.title() if title.isupper() else title
+
+
+class Customer(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey("organizations.Organization", on_delete=models.CASCADE, related_name="customers")
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="customers")
+    external_id = models.CharField(max_length=100, help_text="The customer's id in the shop's own system.")
+    attributes = models.JSONField(default=dict, blank=True, help_text='e.g. {"country": "France", "name": "Ada"}')
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["external_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "external_id"], name="customer_external_id_unique_in_project")
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+    @property
+    def name(self) -> str:
+        return str(self.attributes.get("name") or "")
+
+    @property
+    def country(self) -> str:
+        return str(self.attributes.get("country") or "")
+
+
+class EventType(models.TextChoices):
+    VIEW = "view", "View"
+    CART = "cart", "Added to cart"
+    PURCHASE = "purchase", "Purchase"
+    RATING = "rating", "Rating"
+    RETURN = "return", "Return (canceled purchase)"
+
+
+class Event(models.Model):
+    """One thing a customer did with an item. ``event_id`` makes ingest idempotent: unique per project."""
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey("organizations.Organization", on_delete=models.CASCADE, related_name="+")
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="events")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="events")
+    item = models.ForeignKey(CatalogItem, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=16, choices=EventType.choices, default=EventType.PURCHASE)
+    value = models.FloatField(default=1.0, help_text="Quantity for purchases and returns, the score for ratings.")
+    occurred_at = models.DateTimeField(db_index=True)
+    event_id = models.CharField(max_length=200, blank=True)
+    source = models.ForeignKey(
+        "recommendations.DataImport", null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "event_id"], condition=~Q(event_id=""), name="event_id_unique_in_project"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["project", "occurred_at"]),
+            models.Index(fields=["customer", "-occurred_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.item_id} by {self.customer_id}"
+
+
+class RecommendationSettings(models.Model):
+    """A project's recommendation preferences; missing means the defaults."""
+
+    project = models.OneToOneField(
+        "projects.Project", primary_key=True, on_delete=models.CASCADE, related_name="recommendation_settings"
+    )
+    exclude_purchased = models.BooleanField(
+        default=True, help_text="Never recommend an item the customer already bought."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "recommendation settings"
+
+    def __str__(self) -> str:
+        return f"Recommendation settings of {self.project}"
+
+
+class DataImport(models.Model):
+    """One uploaded CSV file and its row report (``report``, see ``recommendations.importing``)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey("organizations.Organization", on_delete=models.CASCADE, related_name="+")
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="data_imports")
+    filename = models.CharField(max_length=255, blank=True)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    mapping = models.JSONField(default=dict, blank=True)
+    total_rows = models.PositiveIntegerField(default=0)
+    events_created = models.PositiveIntegerField(default=0)
+    report = models.JSONField(default=dict, blank=True)
+    duration_s = models.FloatField(default=0.0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    api_key = models.ForeignKey("apikeys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Import {self.filename or self.pk}"
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        return dict(self.report.get("outcomes", {}))
+
+
+class RecommendationJobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+FINAL_JOB_STATUSES = (RecommendationJobStatus.SUCCEEDED, RecommendationJobStatus.FAILED)
+
+
+class RecommendationJob(models.Model):
+    """Training a project's model from its events, storing top-K per customer and similar items, and
+    evaluating it against a popularity baseline on the most recent ``holdout_days``."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="recommendation_jobs"
+    )
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="recommendation_jobs")
+    # parameters
+    k = models.PositiveSmallIntegerField(default=10)
+    holdout_days = models.PositiveSmallIntegerField(default=28)
+    exclude_purchased = models.BooleanField(default=True)
+    seed = models.BigIntegerField(default=0)
+    # who asked
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    api_key = models.ForeignKey("apikeys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # lifecycle
+    status = models.CharField(
+        max_length=16, choices=RecommendationJobStatus.choices, default=RecommendationJobStatus.QUEUED, db_index=True
+    )
+    failure_reason = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # results
+    compute_seconds = models.DecimalField(max_digits=12, decimal_places=3, default=0)
+    stats = models.JSONField(default=dict, blank=True, help_text="Events, customers and items trained on; timings.")
+    metrics = models.JSONField(
+        default=dict, blank=True, help_text='{"model": {...}, "popularity": {...}, ...} from the time-split evaluation.'
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["project", "status", "-finished_at"])]
+
+    def __str__(self) -> str:
+        return f"Recommendation job {self.pk} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_JOB_STATUSES
+
+    @property
+    def ndcg_ratio(self) -> float | None:
+        """The model's NDCG@K over the popularity baseline's, when both were measured."""
+        model = (self.metrics.get("model") or {}).get("ndcg")
+        baseline = (self.metrics.get("popularity") or {}).get("ndcg")
+        if model is None or not baseline:
+            return None
+        return float(model) / float(baseline)
+
+
+class Recommendation(models.Model):
+    """One of a customer's top-K items from one job; rank 1 is the best."""
+
+    id = models.BigAutoField(primary_key=True)
+    job = models.ForeignKey(RecommendationJob, on_delete=models.CASCADE, related_name="recommendations")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="recommendations")
+    item = models.ForeignKey(CatalogItem, on_delete=models.CASCADE, related_name="+")
+    rank = models.PositiveSmallIntegerField()
+    score = models.FloatField()
+    reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["job", "customer", "rank"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "customer", "rank"], name="recommendation_rank_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.rank} for {self.customer_id}"
+
+
+class SimilarItem(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    job = models.ForeignKey(RecommendationJob, on_delete=models.CASCADE, related_name="similar_items")
+    item = models.ForeignKey(CatalogItem, on_delete=models.CASCADE, related_name="similar_items")
+    similar = models.ForeignKey(CatalogItem, on_delete=models.CASCADE, related_name="+")
+    rank = models.PositiveSmallIntegerField()
+    score = models.FloatField()
+
+    class Meta:
+        ordering = ["job", "item", "rank"]
+        constraints = [models.UniqueConstraint(fields=["job", "item", "rank"], name="similar_item_rank_unique")]
+
+    def __str__(self) -> str:
+        return f"#{self.rank} like {self.item_id}"
+
+
+class Campaign(models.Model):
+    """Personalized copy: one generation job per customer of a segment, about their recommended items."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey("organizations.Organization", on_delete=models.CASCADE, related_name="campaigns")
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="campaigns")
+    name = models.CharField(max_length=120)
+    # RESTRICT, not PROTECT: the version and the job stay while a campaign needs them, yet deleting the
+    # project or organization (which deletes the campaign too) is allowed.
+    template_version = models.ForeignKey("generation.TemplateVersion", on_delete=models.RESTRICT, related_name="+")
+    recommendation_job = models.ForeignKey(RecommendationJob, on_delete=models.RESTRICT, related_name="campaigns")
+    segment = models.JSONField(default=dict, blank=True)
+    items_per_customer = models.PositiveSmallIntegerField(default=3)
+    extra_inputs = models.JSONField(default=dict, blank=True, help_text="Template inputs shared by every customer.")
+    params = models.JSONField(default=dict, blank=True, help_text="Generation parameters of every job.")
+    skipped = models.JSONField(default=list, blank=True, help_text="Customers of the segment that got no job, and why.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    api_key = models.ForeignKey("apikeys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CampaignRecipient(models.Model):
+    """One customer of a campaign: the items their copy is about and the generation job writing it."""
+
+    id = models.BigAutoField(primary_key=True)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    items = models.JSONField(default=list, help_text='[{"sku", "title", "score", "reason"}], best first.')
+    job = models.OneToOneField(
+        "generation.GenerationJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="campaign_recipient"
+    )
+    error = models.TextField(blank=True, help_text="Why no job was queued for this customer.")
+    regenerations = models.PositiveSmallIntegerField(
+        default=0, help_text="Times the copy was regenerated because it named none of the items."
+    )
+    regenerated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["campaign", "customer__external_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "customer"], name="campaign_recipient_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} in {self.campaign_id}"
+
+    def item_titles(self) -> list[str]:
+        return [str(item.get("title") or item.get("sku") or "") for item in self.items]
+
+    def mentioned(self, text: str) -> list[str]:
+        """The recommended items the text names (case-insensitive)."""
+        lowered = text.casefold()
+        return [title for title in self.item_titles() if title and title.casefold() in lowered]
