@@ -34,6 +34,7 @@ django.setup()
 from django.db.models import Sum  # noqa: E402
 
 from bench._workers import start_worker, stop  # noqa: E402
+from billing.services import assign_plan  # noqa: E402
 from generation import services  # noqa: E402
 from generation.models import FINAL_STATUSES, GenerationJob  # noqa: E402
 from organizations.models import Organization  # noqa: E402
@@ -114,6 +115,8 @@ def main() -> None:
 
     spec = ModelSpec.from_settings()
     organization = Organization.objects.create(name="Benchmark", slug=f"bench-{uuid.uuid4().hex[:8]}")
+    # Enterprise: 100 concurrent jobs, so the plan never refuses the 64-job level.
+    assign_plan(organization=organization, plan_code="enterprise", reason="generation benchmark")
     project = Project.objects.create(organization=organization, name="Bench", slug="bench")
     version = services.resolve_version(organization, "product-description")
     gen_worker = start_worker("generation", "generation", "--pool", "threads", "--concurrency", str(max(levels)))

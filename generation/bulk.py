@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 
+from billing.errors import VariantLimitExceeded
 from core.errors import InvalidInput, NotFound
 from generation import services
 from generation.models import BulkBatch, JobStatus, TemplateVersion, Variant
@@ -224,6 +225,8 @@ def create_bulk_batch(
                 batch=batch,
                 batch_line=line,
             )
+        except VariantLimitExceeded:
+            raise  # the plan's limit is the whole file's problem: nothing of the batch is kept
         except InvalidInput as exc:  # validated above; kept so one row can never sink the batch
             late_errors.append({"line": line, "errors": _messages(exc)})
     if late_errors:

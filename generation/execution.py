@@ -4,6 +4,12 @@ Safe to run twice: a final job is skipped, a job another live worker holds is
 skipped, and variants are stored in one transaction guarded by a unique
 (job, index, revision) constraint, so a redelivered task never duplicates
 variants or usage.
+
+Faults (tests/test_reliability_faults.py injects each one): a lost database
+connection is retried, never a reason to fail a job (``with_db_retry``); Redis
+going away does not stop a running job (``StopCheck``); a job's last attempt
+after losing its worker runs alone in its process (``SuspectIsolation``), so a
+job that kills its worker every time does not use up other jobs' attempts.
 """
 
 from __future__ import annotations
@@ -12,18 +18,22 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from billing import services as billing
 from generation import constraints as constraint_checks
+from generation.leakage import LeakGuard
 from generation.models import BrandVoice, GenerationJob, JobStatus, Variant
 from generation.moderation import moderate
 from generation.prompts import approved_examples, build_messages
@@ -42,7 +52,92 @@ _CANCEL_POLL_S = 0.5
 
 
 def worker_name() -> str:
+    """This thread, as a job's ``worker``: the host and the system-wide thread id (a pool process's pid
+    in a prefork worker), unique among the threads alive on the host."""
     return f"{socket.gethostname()}:{threading.get_native_id()}"
+
+
+#: What a lost database connection raises (server restart, ``pg_terminate_backend``, failover, a
+#: dropped network); deadlocks and serialization failures are OperationalErrors too, and retriable.
+DB_CONNECTION_ERRORS = (OperationalError, InterfaceError)
+#: Tries of one database step; the waits between them double from 0.2 s, ~3 s in all. A longer
+#: outage fails the task, which Celery retries (generation/tasks.py), and the reconciler after it.
+DB_ATTEMPTS = 5
+_DB_FIRST_WAIT_S = 0.2
+T = TypeVar("T")
+
+
+def with_db_retry(step: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a database step, reconnecting and running it again when the connection was lost.
+
+    Each step is its own transaction and safe to repeat (a claim, a load, the final store), so a
+    repeat after a commit whose acknowledgement was lost finds the work done. Inside an outer
+    transaction (tests) nothing is repeated: the transaction is gone with the connection.
+    """
+    wait_s = _DB_FIRST_WAIT_S
+    for attempt in range(1, DB_ATTEMPTS + 1):
+        try:
+            return step(*args, **kwargs)
+        except DB_CONNECTION_ERRORS as exc:
+            if attempt == DB_ATTEMPTS or connection.in_atomic_block:
+                raise
+            name = getattr(step, "__name__", repr(step))
+            logger.warning("database step %s failed (%s); reconnecting in %.1f s", name, exc, wait_s)
+            connection.close()
+            time.sleep(wait_s)
+            wait_s *= 2
+    raise AssertionError("unreachable")
+
+
+class SuspectIsolation:
+    """Runs a job's last attempt alone in its process (see ``runs_alone``).
+
+    A job whose worker died under it may be what killed it: an input that crashes the model or
+    exhausts its memory. Run again beside other jobs it takes them down with it each time, and they
+    use up their attempts too (three ordinary jobs were failed beside one such job in
+    tests/test_reliability_faults.py before this). So a job about to take its last attempt waits
+    until the jobs running in this process are done, and holds new ones back until it is: if it
+    kills the worker again, only its own attempt is spent, and a job that was merely beside it gets
+    its last attempt in peace. It waits before claiming, so a job queued behind it spends no attempt
+    on a crash it was not part of. Earlier retries run beside others as usual: one crash (the OOM
+    killer, a lost machine) costs no throughput; only jobs on two dying workers in a row run alone.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._running = 0
+        self._alone = False
+        self._waiting_alone = 0
+
+    @contextmanager
+    def hold(self, *, alone: bool) -> Iterator[None]:
+        with self._changed:
+            if alone:
+                self._waiting_alone += 1
+                self._changed.wait_for(lambda: not self._alone and self._running == 0)
+                self._waiting_alone -= 1
+                self._alone = True
+            else:
+                # A suspect waiting goes first, or a busy worker would never give it a quiet moment.
+                self._changed.wait_for(lambda: not self._alone and self._waiting_alone == 0)
+                self._running += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                if alone:
+                    self._alone = False
+                else:
+                    self._running -= 1
+                self._changed.notify_all()
+
+
+suspects = SuspectIsolation()
+
+
+def runs_alone(attempts: int) -> bool:
+    """Whether a job that lost its worker ``attempts`` times takes its next, last attempt alone."""
+    return attempts > 0 and attempts >= settings.GENERATION_MAX_ATTEMPTS - 1
 
 
 def claim(job_id: Any, worker: str) -> GenerationJob | None:
@@ -53,7 +148,12 @@ def claim(job_id: Any, worker: str) -> GenerationJob | None:
         if job is None or job.is_final:
             return None
         if job.status == JobStatus.RUNNING and job.lease_expires_at and job.lease_expires_at > now:
-            return None  # a live worker has it
+            if job.worker != worker:
+                return None  # a live worker has it
+            # This very thread: its claim committed, but the connection was lost before it said so.
+            job.lease_expires_at = now + lease()
+            job.save(update_fields=["lease_expires_at"])
+            return job
         if job.attempts >= settings.GENERATION_MAX_ATTEMPTS:
             _finalize_failed(job, f"Stopped after {job.attempts} attempts: the worker was lost each time.")
             return None
@@ -81,8 +181,13 @@ def _finalize_failed(job: GenerationJob, reason: str) -> None:
 
 
 def _on_final(job: GenerationJob) -> None:
+    """Bill the job (charge or release, exactly once) and notify, in the transaction that made it final.
+
+    The caller has saved the job's final status and usage.
+    """
     from generation.services import _job_finished
 
+    billing.finalize_job(job=job)
     transaction.on_commit(lambda: _job_finished(job.pk))
 
 
@@ -101,7 +206,12 @@ class StopCheck:
             return FinishReason.DEADLINE
         if not self._canceled and now >= self._next_poll:
             self._next_poll = now + _CANCEL_POLL_S
-            self._canceled = bool(cache.get(self.key))
+            try:
+                self._canceled = bool(cache.get(self.key))
+            except Exception as exc:
+                # Redis restarting must not stop generation: this runs inside the engine's decode step,
+                # where an exception fails every row of the batch. Ask again at the next poll.
+                logger.warning("cannot read the cancel flag of job %s: %s", self.key, exc)
         return FinishReason.CANCELED if self._canceled else None
 
 
@@ -111,12 +221,16 @@ class PromptContext:
 
     voice: BrandVoice | None
     examples: list[Variant]
+    #: The organization's other projects' brand voices: outputs must not repeat them (generation.leakage).
+    other_voices: list[BrandVoice]
 
     @classmethod
     def load(cls, job: GenerationJob) -> PromptContext:
+        voices = list(BrandVoice.objects.filter(project__organization_id=job.organization_id))
         return cls(
-            voice=BrandVoice.objects.filter(project_id=job.project_id).first(),
+            voice=next((v for v in voices if v.project_id == job.project_id), None),
             examples=approved_examples(job.project_id, job.template_version.template_id),
+            other_voices=[v for v in voices if v.project_id != job.project_id],
         )
 
 
@@ -144,25 +258,41 @@ def requests_for(
 
 
 def run_job(job_id: Any, engine: Any = None) -> GenerationJob | None:
-    """Claim, generate and store one job. Returns the final job, or None if there was nothing to do."""
-    worker = worker_name()
-    job = claim(job_id, worker)
+    """Claim, generate and store one job. Returns the final job, or None if there was nothing to do.
+
+    A job's last attempt after losing its worker runs alone in this process (``SuspectIsolation``).
+    """
+    state = with_db_retry(lambda: GenerationJob.objects.filter(pk=job_id).values("status", "attempts").first())
+    if state is None or state["status"] in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED}:
+        return None
+    with suspects.hold(alone=runs_alone(state["attempts"])):
+        return _claim_and_run(job_id, engine)
+
+
+def _claim_and_run(job_id: Any, engine: Any) -> GenerationJob | None:
+    job = with_db_retry(claim, job_id, worker_name())
     if job is None:
         return None
-    job = GenerationJob.objects.select_related("template_version", "project").get(pk=job.pk)
+    job = with_db_retry(lambda: GenerationJob.objects.select_related("template_version", "project").get(pk=job_id))
     indexes = list(range(job.num_variants))
-    context = PromptContext.load(job)
+    context = with_db_retry(PromptContext.load, job)
     try:
-        requests, seeds = requests_for(job, context, indexes)
+        requests, seeds = with_db_retry(requests_for, job, context, indexes)
         results = _generate(job, requests, engine)
+    except DB_CONNECTION_ERRORS:
+        raise  # the database stayed away: not the job's fault; the task is retried (generation/tasks.py)
     except Exception as exc:
         logger.exception("generation job %s failed", job.pk)
-        with transaction.atomic():
-            locked = GenerationJob.objects.select_for_update().get(pk=job.pk)
-            if not locked.is_final:
-                _finalize_failed(locked, f"Generation failed: {type(exc).__name__}: {exc}"[:1000])
+        with_db_retry(_fail_running, job.pk, f"Generation failed: {type(exc).__name__}: {exc}"[:1000])
         return GenerationJob.objects.get(pk=job.pk)
-    return store_results(job, context, indexes, seeds, results)
+    return with_db_retry(store_results, job, context, indexes, seeds, results)
+
+
+def _fail_running(job_id: Any, reason: str) -> None:
+    with transaction.atomic():
+        locked = GenerationJob.objects.select_for_update().get(pk=job_id)
+        if not locked.is_final:
+            _finalize_failed(locked, reason)
 
 
 def _generate(job: GenerationJob, requests: list[GenerationRequest], engine: Any) -> list[GenerationResult]:
@@ -176,10 +306,20 @@ def _generate(job: GenerationJob, requests: list[GenerationRequest], engine: Any
         _done, pending = wait(pending, timeout=lease().total_seconds() / 3, return_when=FIRST_EXCEPTION)
         if any(f.exception() for f in _done if f.done()):
             break
+        _renew_lease(job)
+    return [f.result() for f in futures]
+
+
+def _renew_lease(job: GenerationJob) -> None:
+    try:
         GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
             lease_expires_at=timezone.now() + lease()
         )
-    return [f.result() for f in futures]
+    except DB_CONNECTION_ERRORS as exc:
+        # The database is away for a moment: generation goes on, and the next renewal reconnects.
+        logger.warning("could not renew the lease of job %s: %s", job.pk, exc)
+        if not connection.in_atomic_block:
+            connection.close()
 
 
 def evaluate(
@@ -191,7 +331,12 @@ def evaluate(
     reports = [constraint_checks.check(t, job.template_version.constraints, job.inputs) for t in texts]
     fallback = " ".join(str(v) for v in job.inputs.values())
     scores = brand_fit(texts, context.voice, approved, fallback)
-    verdicts = [moderate(t) for t in texts]
+    guard = LeakGuard.for_job(
+        job, build_messages(job.template_version, job.inputs, context.voice, context.examples), context.voice,
+        context.other_voices,
+    )
+    # Moderation first (its category says more), then the prompt-leak filter on what passed.
+    verdicts = [verdict if (verdict := moderate(t)).blocked else guard.check(t) for t in texts]
     return reports, scores, verdicts
 
 
@@ -262,8 +407,18 @@ def store_results(
             else:
                 locked.status = JobStatus.SUCCEEDED
             fields += ["status", "failure_reason", "finished_at", "lease_expires_at"]
-            _on_final(locked)
         locked.save(update_fields=fields)
+        if revision == 0:
+            _on_final(locked)
+        else:
+            for variant in variants:
+                billing.charge_regeneration(
+                    job=locked,
+                    index=variant.index,
+                    revision=revision,
+                    prompt_tokens=variant.prompt_tokens,
+                    completion_tokens=variant.tokens,
+                )
         return locked
 
 
@@ -271,28 +426,38 @@ def regenerate(job_id: Any, index: int, revision: int, engine: Any = None) -> Va
     job = GenerationJob.objects.select_related("template_version", "project").get(pk=job_id)
     if Variant.objects.filter(job=job, index=index, revision__gte=revision).exists():
         return None  # already done (redelivery)
-    job.deadline_at = timezone.now() + timedelta(seconds=settings.GENERATION_JOB_DEADLINE_S)
-    context = PromptContext.load(job)
-    requests, seeds = requests_for(job, context, [index], revision)
-    results = _generate(job, requests, engine)
-    store_results(job, context, [index], seeds, results, revision=revision)
+    with suspects.hold(alone=False):  # never beside a job's last attempt (SuspectIsolation)
+        job.deadline_at = timezone.now() + timedelta(seconds=settings.GENERATION_JOB_DEADLINE_S)
+        context = PromptContext.load(job)
+        requests, seeds = requests_for(job, context, [index], revision)
+        results = _generate(job, requests, engine)
+    with_db_retry(store_results, job, context, [index], seeds, results, revision=revision)
     return Variant.objects.filter(job=job, index=index, is_current=True).first()
 
 
-def reconcile(stale_after: timedelta = timedelta(minutes=2)) -> list[str]:
+def reconcile(stale_after: timedelta | None = None) -> list[str]:
     """Re-enqueue jobs whose worker vanished (expired lease) or that sat queued without a task.
 
-    Covers a worker killed mid-job and a crash between commit and enqueue. Running the task
-    twice is harmless: ``claim`` lets only one worker through.
+    Covers a worker killed mid-job, a crash between commit and enqueue and a broker that lost
+    its data. Running the task twice is harmless: ``claim`` lets only one worker through. A job
+    is enqueued again at most once per ``stale_after`` (GENERATION_REQUEUE_AFTER_S) and attempt,
+    so a long backlog is not enqueued once more on every run. Returns the ids enqueued.
     """
     from generation.services import enqueue
 
+    stale_after = stale_after or timedelta(seconds=settings.GENERATION_REQUEUE_AFTER_S)
     now = timezone.now()
     stale = GenerationJob.objects.filter(
         Q(status=JobStatus.RUNNING, lease_expires_at__lt=now)
         | Q(status=JobStatus.QUEUED, created_at__lt=now - stale_after)
-    ).values_list("pk", flat=True)[:500]
-    ids = [str(pk) for pk in stale]
-    for job_id in ids:
-        enqueue(job_id)
+    ).values_list("pk", "attempts")[:500]
+    ids = []
+    for pk, attempts in stale:
+        marker = f"generation:requeued:{pk}:{attempts}"
+        if not cache.add(marker, 1, timeout=max(int(stale_after.total_seconds()), 1)):
+            continue
+        if enqueue(pk):
+            ids.append(str(pk))
+        else:
+            cache.delete(marker)  # not sent: try again on the next run
     return ids

@@ -198,4 +198,20 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
         "constraints": {"min_words": 20, "max_words": 250, "banned_phrases": ["as an AI"]},
         "max_new_tokens": 300,
     },
+    {
+        # Filled per customer by personalized campaigns (recommendations/) with their top recommended
+        # item. Worded for small models: told to open with the exact product name, SmolLM2-135M (at the
+        # campaigns' temperature 0.2) names it in 38 of 40 random Online Retail titles, against 41 of 48
+        # when asked to begin with "<product> is" and 13 of 20 for a free-form email about three
+        # products. Campaigns rewrite the misses.
+        "slug": "personalized-recommendation",
+        "name": "Personalized product recommendation",
+        "category": "email",
+        "description": "A sentence that recommends one product to one customer, naming it first.",
+        "variables": [_v("product", "Recommended product", max_length=200)],
+        "prompt": 'Product name: "{product}"\nWrite one sentence about this product for a customer. '
+        "Start the sentence with the exact product name.",
+        "constraints": {"max_words": 60, "required_phrases": ["{product}"]},
+        "max_new_tokens": 60,
+    },
 ]

@@ -157,7 +157,13 @@ class GenerationJob(models.Model):
                 name="job_idempotency_key_unique",
             ),
         ]
-        indexes = [models.Index(fields=["project", "-created_at"]), models.Index(fields=["status", "created_at"])]
+        indexes = [
+            models.Index(fields=["project", "-created_at"]),
+            models.Index(fields=["status", "created_at"]),
+            # The API's job list (newest first, one organization): without it every page sorts all the
+            # organization's jobs (measured 1.5 ms at 600 jobs, growing with each one).
+            models.Index(fields=["organization", "-created_at"], name="job_org_newest_first"),
+        ]
 
     def __str__(self) -> str:
         return f"Job {self.pk} ({self.status})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import secrets
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
+from billing import services as billing
 from core.errors import Conflict, InvalidInput, NotFound
 from core.ids import parse_uuid
 from generation import constraints as constraint_checks
@@ -32,6 +35,8 @@ if TYPE_CHECKING:
     from apikeys.models import ApiKey
     from organizations.models import Organization
     from projects.models import Project
+
+logger = logging.getLogger(__name__)
 
 VARIABLE_TYPES = {"text", "textarea", "choice", "number"}
 _MAX_SEED = 2**63 - 1
@@ -349,10 +354,16 @@ def submit_generation(
     idempotency_key: str = "",
     batch: Any = None,
     batch_line: int | None = None,
+    holds_slot: bool | None = None,
 ) -> tuple[GenerationJob, bool]:
-    """Validate and queue a job. Returns ``(job, created)``; a repeated idempotency key returns the first job.
+    """Validate, admit (billing) and queue a job. Returns ``(job, created)``.
 
-    Same key and same body: the same job (created=False). Same key, different body: 409.
+    A repeated idempotency key with the same body returns the first job
+    (created=False); with a different body, 409. Admission reserves the job's
+    maximum cost in the same transaction as the job row, so a refused job
+    (402 quota, 429 concurrency, 400 variant limit) leaves nothing behind.
+    ``holds_slot`` defaults to True except for rows of a batch (see
+    ``billing.services.reserve_for_job``).
     """
     if project.organization_id != organization.pk:
         raise NotFound("Project not found.")
@@ -390,6 +401,7 @@ def submit_generation(
                 job.save(update_fields=["status", "failure_reason", "finished_at"])
                 transaction.on_commit(lambda: _job_finished(job.pk))
             else:
+                billing.reserve_for_job(job=job, holds_slot=batch is None if holds_slot is None else holds_slot)
                 transaction.on_commit(lambda: enqueue(job.pk))
     except IntegrityError:
         existing = GenerationJob.objects.filter(organization=organization, idempotency_key=idempotency_key).first()
@@ -408,10 +420,21 @@ def _replay(existing: GenerationJob, request_print: str) -> GenerationJob:
     return existing
 
 
-def enqueue(job_id: Any) -> None:
+def enqueue(job_id: Any) -> bool:
+    """Send the job's task; whether it was sent.
+
+    Called once the job is committed. If the broker cannot be reached (Redis restarting), the job
+    stays queued and the reconciler enqueues it later (GENERATION_REQUEUE_AFTER_S): the client that
+    submitted it still gets its job, not a 500 for a job that exists and will run.
+    """
     from generation.tasks import run_generation_job
 
-    run_generation_job.delay(str(job_id))
+    try:
+        run_generation_job.delay(str(job_id))
+    except BrokerUnavailable as exc:
+        logger.warning("could not enqueue generation job %s, the reconciler will: %s", job_id, exc)
+        return False
+    return True
 
 
 def _job_finished(job_id: Any) -> None:
@@ -437,6 +460,8 @@ def cancel_job(*, job: GenerationJob, actor: Any = None) -> GenerationJob:
         fields += ["status", "finished_at", "failure_reason"]
         transaction.on_commit(lambda: _job_finished(job.pk))
     job.save(update_fields=fields)
+    if job.is_final:
+        billing.finalize_job(job=job)
     # The running worker polls this key between decode steps (cheaper than the database).
     transaction.on_commit(lambda: cache.set(cancel_key(job.pk), 1, timeout=settings.GENERATION_JOB_DEADLINE_S * 2))
     return job
@@ -448,6 +473,7 @@ def regenerate_variant(*, variant: Variant) -> Variant:
     job = GenerationJob.objects.select_for_update().get(pk=variant.job_id)
     if not job.is_final or job.status != JobStatus.SUCCEEDED:
         raise Conflict("Only variants of a succeeded job can be regenerated.", code="job_not_succeeded")
+    billing.check_regeneration(job=job)
     from generation.tasks import regenerate_variant_task
 
     transaction.on_commit(lambda: regenerate_variant_task.delay(str(job.pk), variant.index, variant.revision + 1))

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+#: The database was away longer than generation.execution.with_db_retry waits: run the task again
+#: later (5 s, 10 s, 20 s ... up to a minute) instead of dropping it; the job itself is never failed for it.
+DB_RETRY = {
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 5,
+    "retry_backoff_max": 60,
+    "max_retries": 8,
+}
 
 
-@shared_task(name="generation.run_job")
+@shared_task(name="generation.run_job", **DB_RETRY)
 def run_generation_job(job_id: str) -> str | None:
     from generation.execution import run_job
 
@@ -13,7 +23,7 @@ def run_generation_job(job_id: str) -> str | None:
     return job.status if job else None
 
 
-@shared_task(name="generation.regenerate_variant")
+@shared_task(name="generation.regenerate_variant", **DB_RETRY)
 def regenerate_variant_task(job_id: str, index: int, revision: int) -> None:
     from generation.execution import regenerate
 

@@ -27,6 +27,14 @@ from tests.generation_factories import (
     VariantFactory,
     WebhookDeliveryFactory,
 )
+from tests.invoice_factories import InvoiceFactory
+from tests.recommendation_factories import (
+    CampaignRecipientFactory,
+    CatalogItemFactory,
+    CustomerFactory,
+    DataImportFactory,
+    RecommendationJobFactory,
+)
 
 if TYPE_CHECKING:
     from tests.conftest import Cast
@@ -137,6 +145,13 @@ ACME_OBJECT_FACTORIES: dict[str, Callable[[Cast], models.Model]] = {
     "variant": lambda cast: VariantFactory(job__project=cast.project, index=0),
     "webhook": lambda cast: WebhookDeliveryFactory(webhook__organization=cast.org, job__project=cast.project).webhook,
     "bulk-batch": lambda cast: BulkBatchFactory(project=cast.project),
+    "catalog-item": lambda cast: CatalogItemFactory(project=cast.project),
+    "customer": lambda cast: CustomerFactory(project=cast.project),
+    "data-import": lambda cast: DataImportFactory(project=cast.project),
+    "recommendation-job": lambda cast: RecommendationJobFactory(project=cast.project),
+    "campaign": lambda cast: CampaignRecipientFactory(campaign__project=cast.project).campaign,
+    "project-recommendations": lambda cast: cast.project,
+    "invoice": lambda cast: InvoiceFactory(organization=cast.org),
 }
 
 
@@ -173,6 +188,16 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any] | Callable[[], dict[str, Any]
     },
     ("variant-detail", "patch"): {"rating": 1, "approved": True},
     ("webhook-list", "post"): {"url": "https://evil.test/hook"},
+    ("event-list", "post"): lambda: {
+        "project": str(_acme_project().pk),
+        "items": [{"sku": "HIJACK-1", "title": "Hijacked towel"}],
+        "events": [{"customer": "mallory", "sku": "HIJACK-1", "timestamp": "2024-01-01T00:00:00Z"}],
+    },
+    ("recommendation-job-list", "post"): lambda: {"project": str(_acme_project().pk), "k": 5},
+    ("campaign-list", "post"): lambda: {"project": str(_acme_project().pk), "name": "Hijack"},
+    ("project-recommendations-recommendation-settings", "put"): {"exclude_purchased": False},
+    ("project-recommendations-recommendation-settings", "patch"): {"exclude_purchased": False},
+    ("subscription-list", "post"): {"plan": "pro"},
 }
 
 
@@ -202,7 +227,63 @@ def acme_identifiers(cast: Cast) -> set[str]:
     ids |= set(Membership.objects.filter(organization=cast.org).values_list("user__email", flat=True))
     ids |= set(Invitation.objects.filter(organization=cast.org).values_list("email", flat=True))
     ids |= _generation_identifiers(cast)
+    ids |= _recommendation_identifiers(cast)
+    ids |= _billing_identifiers(cast)
+    ids |= set(tenant_row_ids(cast.org))
     return ids
+
+
+# --- Every tenant-owned row, found from the models --------------------------------------------
+
+
+def organization_path(model: type[models.Model], depth: int = 3) -> str | None:
+    """The lookup from ``model`` to its organization (``organization``, ``job__organization`` ...), or None.
+
+    Found by following foreign keys, so a model added by any app is covered without an entry here.
+    """
+    from organizations.models import Organization
+
+    if model is Organization:
+        return "pk"
+    frontier: list[tuple[type[models.Model], str]] = [(model, "")]
+    for _ in range(depth):
+        following = []
+        for current, prefix in frontier:
+            for field in current._meta.concrete_fields:
+                if not isinstance(field, models.ForeignKey):  # OneToOneField is one too
+                    continue
+                target = field.related_model
+                if target is Organization:
+                    return prefix + field.name
+                following.append((target, f"{prefix}{field.name}__"))
+        frontier = following
+    return None
+
+
+def tenant_row_ids(organization: Any) -> dict[str, str]:
+    """``{id: model label}`` for every row of every model that belongs to the organization.
+
+    Only UUID keys: an integer id such as ``2`` would be found in any answer by chance.
+    """
+    found: dict[str, str] = {}
+    for model in apps.get_models():
+        if not isinstance(model._meta.pk, models.UUIDField):
+            continue
+        path = organization_path(model)
+        if path is None:
+            continue
+        lookup = "pk" if path == "pk" else path
+        for pk in model._default_manager.filter(**{lookup: organization.pk}).values_list("pk", flat=True):
+            found[str(pk)] = model._meta.label
+    return found
+
+
+def openapi_path(route: Route) -> str:
+    """'api/v1/^projects/(?P<pk>[^/.]+)/?$' -> '/api/v1/projects/{id}/' (as drf-spectacular writes it)."""
+    import re
+
+    path = route.regex.replace("^", "").replace("$", "").replace("/?", "/")
+    return "/" + re.sub(r"\(\?P<pk>[^)]*\)", "{id}", path)
 
 
 def _generation_identifiers(cast: Cast) -> set[str]:
@@ -219,6 +300,23 @@ def _generation_identifiers(cast: Cast) -> set[str]:
     ids = {str(pk) for queryset in rows for pk in queryset.values_list("pk", flat=True)}
     ids |= set(Template.objects.filter(organization=cast.org).values_list("slug", flat=True))
     return ids
+
+
+def _billing_identifiers(cast: Cast) -> set[str]:
+    from billing.models import Invoice
+
+    invoices = Invoice.objects.filter(organization=cast.org)
+    return {str(pk) for pk in invoices.values_list("pk", flat=True)} | set(invoices.values_list("number", flat=True))
+
+
+def _recommendation_identifiers(cast: Cast) -> set[str]:
+    from recommendations.models import Campaign, CatalogItem, Customer, DataImport, RecommendationJob
+
+    rows = [
+        model.objects.filter(organization=cast.org)
+        for model in (CatalogItem, Customer, DataImport, RecommendationJob, Campaign)
+    ]
+    return {str(pk) for queryset in rows for pk in queryset.values_list("pk", flat=True)}
 
 
 # --- Database snapshots ----------------------------------------------------------------------

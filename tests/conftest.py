@@ -23,6 +23,43 @@ from tests.factories import MembershipFactory, OrganizationFactory, ProjectFacto
 pytest_plugins = ["tests.browser"]  # the headless Chromium fixture, shared by the browser tests
 
 
+@pytest.fixture(autouse=True)
+def _seeded_plans(request: pytest.FixtureRequest) -> None:
+    """Transactional tests flush every table, the seeded plans included: put them back first.
+
+    Every organization without a subscription runs on the default plan, so a job
+    submitted in such a test needs it.
+    """
+    marker = request.node.get_closest_marker("django_db")
+    transactional = bool(marker and marker.kwargs.get("transaction")) or bool(
+        {"transactional_db", "live_server"} & set(request.fixturenames)
+    )
+    if transactional:
+        request.getfixturevalue("transactional_db")
+        from tests.billing_support import seed_plans
+
+        seed_plans()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
+    """A reused test database may come from a run whose last (transactional) test flushed the
+    seeded plans; every API call looks its caller's plan up (rate limits), so put them back once."""
+    from tests.billing_support import seed_plans
+
+    with django_db_blocker.unblock():
+        seed_plans()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> None:
+    """Every test starts with empty API rate-limit counters: many tests call the API from 127.0.0.1
+    within one minute. Only this run's counters go (RATE_LIMIT_KEY_PREFIX names the test process)."""
+    from billing import ratelimit
+
+    ratelimit.clear()
+
+
 @dataclass
 class Cast:
     org: Organization
@@ -109,11 +146,15 @@ def _test_database_url() -> str:
     return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
 
 
-def _start_worker(name: str, queues: str, *extra: str) -> tuple[subprocess.Popen[bytes], Any]:
+def _start_worker(
+    name: str, queues: str, *extra: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], Any]:
+    """Start a worker on the test database; ``env`` adds to (or overrides) its environment,
+    e.g. another ``REDIS_URL`` (its heartbeat is then looked for there)."""
     from django.conf import settings
 
     from srcroot import REPO_ROOT
-    from workers.heartbeat import live_workers
+    from workers.heartbeat import forget, live_workers
 
     hostname = f"{name}-{os.getpid()}@localhost"
     env = {
@@ -122,7 +163,10 @@ def _start_worker(name: str, queues: str, *extra: str) -> tuple[subprocess.Popen
         "DATABASE_URL": _test_database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "PYTHONUNBUFFERED": "1",
+        **(env or {}),
     }
+    # A killed predecessor of the same name leaves its heartbeat for up to its TTL: not this worker's.
+    forget(hostname, env["REDIS_URL"])
     log = open(REPO_ROOT / "var" / f"test-{name}.log", "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers", "worker", "--queues", queues, "--hostname", hostname,
@@ -130,7 +174,7 @@ def _start_worker(name: str, queues: str, *extra: str) -> tuple[subprocess.Popen
         cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 90
-    while hostname not in live_workers():
+    while hostname not in live_workers(env["REDIS_URL"]):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise RuntimeError(f"test worker {name} did not start; see {log.name}")
@@ -151,9 +195,10 @@ def _stop_worker(process: subprocess.Popen[bytes], log: Any) -> None:
 class WorkerHandle:
     """A worker subprocess that a test may kill and restart; the session keeps one running."""
 
-    def __init__(self, name: str, queues: str, *extra: str) -> None:
+    def __init__(self, name: str, queues: str, *extra: str, env: dict[str, str] | None = None) -> None:
         self.args = (name, queues, *extra)
-        self.process, self._log = _start_worker(*self.args)
+        self.env = env
+        self.process, self._log = _start_worker(*self.args, env=env)
 
     def kill(self) -> None:
         """SIGKILL, as the OOM killer or a lost machine would."""
@@ -164,7 +209,9 @@ class WorkerHandle:
     def restart(self) -> None:
         if self.process.poll() is None:
             self.kill()
-        self.process, self._log = _start_worker(*self.args)
+        elif not self._log.closed:
+            self._log.close()
+        self.process, self._log = _start_worker(*self.args, env=self.env)
 
     def stop(self) -> None:
         if self.process.poll() is None:

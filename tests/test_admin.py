@@ -11,7 +11,7 @@ from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
-PROJECT_APPS = {"accounts", "organizations", "projects", "apikeys", "audit", "generation", "billing"}
+PROJECT_APPS = {"accounts", "organizations", "projects", "apikeys", "audit", "generation", "billing", "recommendations"}
 
 
 def test_every_project_model_is_registered_in_the_admin():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
+from typing import Any
 
 import pytest
 
@@ -11,6 +13,7 @@ from core.parsers import API_PARSER_CLASSES
 from projects.models import Project
 from tests.api_routes import (
     ACME_OBJECT_FACTORIES,
+    Route,
     acme_identifiers,
     acme_object,
     api_routes,
@@ -19,7 +22,9 @@ from tests.api_routes import (
     db_state,
     detail_routes,
     list_routes,
+    openapi_path,
     row_of,
+    tenant_row_ids,
     valid_body,
 )
 
@@ -121,3 +126,96 @@ def test_outsider_sees_own_organization_data(cast, outsider_client):
 
     assert [p["id"] for p in projects] == [str(cast.outsider_project.pk)]
     assert [o["id"] for o in organizations] == [str(cast.outsider_org.pk)]
+
+
+# --- lists, driven by the schema: filters that name Acme's objects find nothing -------------------
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    from drf_spectacular.generators import SchemaGenerator
+
+    return SchemaGenerator().get_schema(request=None, public=True)
+
+
+def _query_parameters(route: Route) -> list[dict[str, Any]]:
+    operation = _schema()["paths"].get(openapi_path(route), {}).get("get", {})
+    return [p for p in operation.get("parameters", []) if p["in"] == "query"]
+
+
+def _acme_filters(route: Route, rows: dict[str, str], cast: Any) -> dict[str, str]:
+    """Each id-like query parameter of the route, set to the id of one of Acme's objects of the matching model.
+
+    ``project`` -> an Acme project, ``batch`` -> an Acme bulk batch, ``customer`` -> an Acme customer ...;
+    a parameter that matches no model gets Acme's project too.
+    """
+    by_model: dict[str, str] = {}
+    for pk, label in rows.items():
+        by_model.setdefault(label.split(".")[1].lower(), pk)
+    filters = {}
+    for parameter in _query_parameters(route):
+        schema = parameter.get("schema", {})
+        if schema.get("format") != "uuid" and parameter["name"] not in {"project", "job", "template", "customer"}:
+            continue
+        name = parameter["name"].replace("_", "")
+        match = next((pk for model, pk in by_model.items() if model == name or model.endswith(name)), None)
+        filters[parameter["name"]] = match or str(cast.project.pk)
+    return filters
+
+
+LIST_ROUTES = [route for route in list_routes() if not route.format_suffix]
+
+
+def test_the_schema_drives_the_list_filters():
+    # A schema walk that finds no filter would make the filtered sweep below compare nothing.
+    filtered = {route.name for route in LIST_ROUTES if any(
+        p.get("schema", {}).get("format") == "uuid" for p in _query_parameters(route)
+    )}
+    assert {"job-list", "customer-list"} <= filtered, filtered
+
+
+def test_the_sweep_finds_every_kind_of_acme_row(cast):
+    for make in ACME_OBJECT_FACTORIES.values():
+        make(cast)
+
+    labels = set(tenant_row_ids(cast.org).values())
+
+    assert {
+        "organizations.Organization", "projects.Project", "apikeys.ApiKey", "generation.GenerationJob",
+        "generation.Variant", "generation.Webhook", "generation.WebhookDelivery", "generation.BulkBatch",
+    } <= labels
+    assert not set(tenant_row_ids(cast.outsider_org)) & set(tenant_row_ids(cast.org))
+
+
+@pytest.mark.parametrize("route", [r for r in LIST_ROUTES if r.basename in ACME_OBJECT_FACTORIES], ids=call_id)
+def test_acme_sees_its_own_rows_in_its_lists(cast, client_for, route):
+    """The positive control of the leak scans: the same lists, read by Acme's owner, do show Acme's rows."""
+    for make in ACME_OBJECT_FACTORIES.values():
+        make(cast)
+
+    response = client_for(cast.owner).get(route.url())
+
+    assert response.status_code == 200, (response.status_code, response.content[:300])
+    text = response.content.decode()
+    assert any(identifier in text for identifier in acme_identifiers(cast)), f"{route.id} shows Acme nothing"
+
+
+@pytest.mark.parametrize("outsider_client", CREDENTIALS, indirect=True)
+@pytest.mark.parametrize("route", LIST_ROUTES, ids=call_id)
+def test_outsider_filtering_by_acme_ids_finds_nothing(cast, outsider_client, route):
+    # given: one object of every kind in Acme, and the list's filters pointed at them
+    for make in ACME_OBJECT_FACTORIES.values():
+        make(cast)
+    rows = tenant_row_ids(cast.org)
+    filters = _acme_filters(route, rows, cast)
+    secrets_of_acme = acme_identifiers(cast) - set(filters.values())
+    # when
+    response = outsider_client.get(route.url(), filters)
+    # then: an empty or refused answer, never Acme's rows (the ids the outsider sent are not a leak)
+    assert response.status_code in (200, 400, 403, 404), (response.status_code, response.content[:300])
+    text = response.content.decode()
+    leaked = sorted(s for s in secrets_of_acme if s in text)
+    assert not leaked, f"{route.id}?{filters} shows the outsider Acme's {leaked}"
+    if response.status_code == 200 and isinstance(response.json(), dict) and "results" in response.json():
+        found = [item.get("id") for item in response.json()["results"] if isinstance(item, dict)]
+        assert not [pk for pk in found if pk in rows], f"{route.id}?{filters} lists Acme rows"

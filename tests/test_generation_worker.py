@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from billing.models import BillingAccount, LedgerEntry
 from generation import services
 from generation.execution import reconcile
 from generation.models import GenerationJob, JobStatus, Variant
@@ -57,6 +58,7 @@ def test_queued_job_runs_on_a_real_worker_and_stores_checked_variants(project, g
     assert job.prompt_tokens > 0 and job.attempts == 1 and job.finished_at is not None
 
 
+@pytest.mark.timeout(600)  # two attempts of a long job on a loaded 2-core machine
 def test_killed_worker_job_is_redelivered_and_ends_with_exactly_the_requested_variants(project, generation_worker):
     # given: a long job running
     job = _submit(project, num_variants=3, max_new_tokens=400, temperature=1.0)
@@ -77,6 +79,18 @@ def test_killed_worker_job_is_redelivered_and_ends_with_exactly_the_requested_va
     assert job.attempts == 2
     assert Variant.objects.filter(job=job).count() == 3
     assert sorted(Variant.objects.filter(job=job).values_list("index", flat=True)) == [0, 1, 2]
+    # and: billed once, for what the stored variants used, with the hold lifted
+    assert_billed_once(job)
+
+
+def assert_billed_once(job):
+    lines = {e.kind: e for e in LedgerEntry.objects.filter(job=job)}
+    assert LedgerEntry.objects.filter(job=job).count() == len(lines) == 3
+    assert lines["charge"].tokens == job.prompt_tokens + job.completion_tokens > 0
+    assert lines["release"].tokens == -lines["reservation"].tokens
+    account = BillingAccount.objects.get(organization=job.organization)
+    assert (account.tokens_reserved, account.active_jobs) == (0, 0)
+    assert account.tokens_used_in_period == lines["charge"].tokens
 
 
 def test_cancel_stops_a_running_job(project, generation_worker):
@@ -89,6 +103,8 @@ def test_cancel_stops_a_running_job(project, generation_worker):
     variant = job.variants.get()
     assert variant.finish_reason == "canceled"
     assert variant.tokens < 1000
+    # a canceled job is not charged: its hold is released
+    assert set(LedgerEntry.objects.filter(job=job).values_list("kind", flat=True)) == {"reservation", "release"}
 
 
 def test_api_submission_goes_queued_running_succeeded_on_a_real_worker(cast, key_for, generation_worker):
@@ -122,6 +138,7 @@ def test_api_submission_goes_queued_running_succeeded_on_a_real_worker(cast, key
     job = GenerationJob.objects.get(pk=job_id)
     assert job.started_at is not None and job.started_at <= job.finished_at
     assert job.completion_tokens == sum(v["tokens"] for v in data["variants"])
+    assert_billed_once(job)
     # and the same key and body replays the same job
     again = client.post("/api/v1/jobs/", body, format="json", HTTP_IDEMPOTENCY_KEY="e2e-1")
     assert again.status_code == 200 and again.json()["id"] == job_id

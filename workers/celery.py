@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 from kombu import Queue
 
 import srcroot  # noqa: F401  (platform/ on sys.path before Django settings load)
@@ -65,8 +65,33 @@ app.conf.update(
 )
 app.autodiscover_tasks(["workers", "generation"], related_name="tasks")
 app.autodiscover_tasks()
+
+# Database connections outlive a task as they outlive a web request: Django closes one once
+# CONN_MAX_AGE has passed or after an error, and checks it before reuse (CONN_HEALTH_CHECKS), on
+# the signals below. Celery's Django fixup instead closes every connection before and after each
+# task unless CELERY_DB_REUSE_MAX is set, so every generation job opened a new Postgres connection
+# (15 a second under bench.load: a backend fork and authentication each, more CPU than the job's
+# own queries). The reuse limit is set out of reach so that only Django decides.
+app.conf.CELERY_DB_REUSE_MAX = 10**9
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def _close_old_connections(**_: object) -> None:
+    from django.db import connections
+
+    # Never under a caller's transaction: a task applied eagerly (tests, `manage.py shell`) runs
+    # inside it, and closing would break the caller's connection mid-transaction.
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+
 app.conf.beat_schedule = {
-    "reconcile-generation-jobs": {"task": "generation.reconcile", "schedule": 60.0},
+    "reconcile-generation-jobs": {"task": "generation.reconcile", "schedule": settings.GENERATION_RECONCILE_EVERY_S},
+    # Invoices are due once a period ends; a quarter of an hour late is soon enough, and closing is idempotent.
+    "close-billing-periods": {"task": "billing.close_periods", "schedule": 15 * 60.0},
+    # Recommendation jobs whose task was never sent (a crash after commit) or whose worker vanished.
+    "reconcile-recommendation-jobs": {"task": "recommendations.reconcile", "schedule": 5 * 60.0},
 }
 
 

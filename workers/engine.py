@@ -21,9 +21,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
 
 from workers.runtime import LoadedModel
+
+if TYPE_CHECKING:
+    from workers.stub import StubEngine
 
 logger = logging.getLogger(__name__)
 
@@ -321,15 +326,20 @@ class BatchEngine:
 
 
 _engine_lock = threading.Lock()
-_engine: BatchEngine | None = None
+_engine: BatchEngine | StubEngine | None = None
 
 
-def get_engine() -> BatchEngine:
-    """The process-wide engine around the configured model."""
+def get_engine() -> BatchEngine | StubEngine:
+    """The process-wide engine around the configured model (``LOOM_MODEL=stub``: the echo stub, no weights)."""
     global _engine
     with _engine_lock:
         if _engine is None:
-            from workers.runtime import get_model
+            from workers.runtime import STUB_MODEL, get_model
 
-            _engine = BatchEngine(get_model())
+            if settings.LOOM_MODEL == STUB_MODEL:
+                from workers.stub import StubEngine
+
+                _engine = StubEngine.from_settings()
+            else:
+                _engine = BatchEngine(get_model())
         return _engine

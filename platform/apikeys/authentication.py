@@ -8,7 +8,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from apikeys.models import ApiKey
-from apikeys.services import authenticate_key
+from apikeys.services import authenticate_request_key
 
 # Query parameter names clients commonly (and wrongly) put keys in.
 _QUERY_KEY_NAMES = {"api_key", "apikey", "key", "token", "access_token", "auth", "authorization"}
@@ -38,7 +38,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw_key = raw_key.strip()
         if not raw_key:
             raise exceptions.AuthenticationFailed("The Authorization header has no key after 'Bearer'.")
-        api_key = authenticate_key(raw_key)
+        api_key = authenticate_request_key(request, raw_key)
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked API key.")
         return ApiKeyPrincipal(api_key), api_key

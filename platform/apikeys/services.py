@@ -8,7 +8,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
@@ -98,6 +98,27 @@ def authenticate_key(raw_key: str) -> ApiKey | None:
     if api_key is None or not hmac.compare_digest(api_key.secret_hash, hash_secret(raw_key)):
         return None
     _touch(api_key)
+    return api_key
+
+
+#: Where ``authenticate_request_key`` keeps its answer on the request.
+_REQUEST_ATTRIBUTE = "_loom_authenticated_key"
+
+
+def authenticate_request_key(request: Any, raw_key: str) -> ApiKey | None:
+    """``authenticate_key``, once per request.
+
+    The rate limiter (a middleware) and DRF's authentication both need the caller's key;
+    looking it up twice doubled the per-request database work. The answer is kept on
+    Django's request (a DRF ``Request`` wraps it), for this raw key only.
+    """
+    http_request = getattr(request, "_request", request)
+    cached = getattr(http_request, _REQUEST_ATTRIBUTE, None)
+    # Plain equality: both strings are this request's own header, there is no secret to time against.
+    if cached is not None and cached[0] == raw_key:
+        return cached[1]  # type: ignore[no-any-return]
+    api_key = authenticate_key(raw_key)
+    setattr(http_request, _REQUEST_ATTRIBUTE, (raw_key, api_key))
     return api_key
 
 

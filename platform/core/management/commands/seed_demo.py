@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.models import User
+from billing.services import assign_plan
 from organizations.models import Organization
 from organizations.services import create_organization
 from projects.models import Project
@@ -43,6 +44,8 @@ class Command(BaseCommand):
             organization = Organization.objects.filter(memberships__user=user, name=DEMO_ORGANIZATION).first()
             if organization is None:
                 organization = create_organization(actor=user, name=DEMO_ORGANIZATION)
+                # The demo shows a paid plan: allowance, overage prices and invoices.
+                assign_plan(organization=organization, plan_code="pro", reason="demo organization")
             if not Project.objects.filter(organization=organization, name=DEMO_PROJECT).exists():
                 create_project(
                     actor=user, organization=organization, name=DEMO_PROJECT,
