@@ -9,6 +9,7 @@ from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import User
 from billing.services import assign_plan
@@ -16,6 +17,10 @@ from organizations.models import Organization
 from organizations.services import create_organization
 from projects.models import Project
 from projects.services import create_project
+from recommendations import demo
+from recommendations.importing import import_events
+from recommendations.models import Event, RecommendationJob
+from recommendations.services import start_recommendation_job
 
 DEMO_EMAIL = "demo@loom.localhost"
 DEMO_ORGANIZATION = "Demo Marketing Team"
@@ -46,11 +51,13 @@ class Command(BaseCommand):
                 organization = create_organization(actor=user, name=DEMO_ORGANIZATION)
                 # The demo shows a paid plan: allowance, overage prices and invoices.
                 assign_plan(organization=organization, plan_code="pro", reason="demo organization")
-            if not Project.objects.filter(organization=organization, name=DEMO_PROJECT).exists():
-                create_project(
+            project = Project.objects.filter(organization=organization, name=DEMO_PROJECT).first()
+            if project is None:
+                project = create_project(
                     actor=user, organization=organization, name=DEMO_PROJECT,
                     description="Product descriptions and ads for the spring collection.",
                 )
+            shop = self._shop(user, organization, project)
         self.stdout.write(
             self.style.SUCCESS(
                 "\nDemo ready.\n"
@@ -59,8 +66,22 @@ class Command(BaseCommand):
                 f"  Password:     {password}\n"
                 f"  Organization: {organization.name}\n"
                 f"  Project:      {DEMO_PROJECT}\n"
+                f"  Shop data:    {shop}\n"
             )
         )
+
+    @staticmethod
+    def _shop(user: User, organization: Organization, project: Project) -> str:
+        """Import the demo shop's history once and queue a recommendation job on it (the worker runs it)."""
+        if Event.objects.filter(project=project).exists():
+            return "already imported"
+        data_import = import_events(
+            organization=organization, project=project, data=demo.events_csv(timezone.now()),
+            filename="demo-shop.csv", actor=user,
+        )
+        if not RecommendationJob.objects.filter(project=project).exists():
+            start_recommendation_job(organization=organization, project=project, actor=user, holdout_days=14, seed=7)
+        return f"{data_import.events_created} events of {len(demo.catalog())} products imported; recommendations queued"
 
     @staticmethod
     def _password() -> str:
