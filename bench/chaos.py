@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     load.setup_django(environment)
     stack = load.Stack(environment, web_workers=args.web_workers, web_threads=args.web_threads,
-                       generation_concurrency=args.generation_concurrency, run_id=run_id)
+                       generation_concurrency=args.generation_concurrency, run_id=run_id,
+                       worker_nice=args.worker_nice)
     try:
         target = load.prepare_organization(args.users)
         stack.start_all()

@@ -33,8 +33,9 @@ Every API response carries the headers of the tighter limit (the fewer calls lef
   epoch seconds (rounded up): the moment one more call is allowed again;
 
 and a 429 ``{"code": "rate_limited", "detail": ...}`` adds ``Retry-After`` (seconds).
-The plan is looked up once per request, never cached longer: a changed limit applies
-to the next call (and starts a fresh window, since counters are keyed by their limit).
+The plan is read once per request (with the API key's own lookup), never cached
+longer: a changed limit applies to the next call (and starts a fresh window, since
+counters are keyed by their limit).
 If Redis cannot be reached, calls go through without limits or
 headers (logged), rather than the API failing with Redis.
 """
@@ -59,7 +60,7 @@ from redis.exceptions import RedisError
 
 from apikeys.models import ApiKey
 from apikeys.services import authenticate_request_key
-from billing.services import current_plan
+from billing.services import current_plan, joined_subscription
 from core.errors import DomainError
 from core.tenancy import tenant_for_user
 
@@ -117,7 +118,7 @@ def limits_for(request: HttpRequest) -> list[Limit]:
     """The limits of the caller, narrowest first. Looks the plan up once (no caching across requests)."""
     api_key = _api_key(request)
     if api_key is not None:
-        plan = current_plan(api_key.organization)
+        plan = current_plan(api_key.organization, subscription=joined_subscription(api_key.organization))
         return [
             Limit("key", str(api_key.pk), plan.api_rate_limit_per_minute, f"the API key {api_key.masked}"),
             _organization_limit(api_key.organization, plan),

@@ -351,7 +351,8 @@ def store_results(
     reports, scores, verdicts = evaluate(job, context, [r.text for r in results])
     compute = max((r.seconds for r in results), default=0.0)
     with transaction.atomic():
-        locked = GenerationJob.objects.select_for_update().get(pk=job.pk)
+        # The organization comes along (billing locks its account next); only the job's row is locked here.
+        locked = GenerationJob.objects.select_for_update(of=("self",)).select_related("organization").get(pk=job.pk)
         if revision == 0 and locked.is_final:
             return locked  # another attempt finished first
         variants = []

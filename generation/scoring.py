@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,56 @@ def embed(texts: list[str]) -> Any:
     mask = batch["attention_mask"].unsqueeze(-1).float()
     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
     return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+class CoalescedEmbedder:
+    """Concurrent ``embed`` calls run as one forward pass.
+
+    A generation worker scores every job's outputs in the job's own thread, so
+    with many jobs in flight many small embedding calls arrive at once. The
+    first caller embeds right away (no added latency when idle); calls arriving
+    while it runs wait and are embedded together in the next pass by the same
+    thread, until none are left. One pass over N short texts costs far less
+    than N passes: on 2 CPU cores a text alone took ~15 ms of CPU, and the load
+    benchmark's 16 job threads spent 0.2 cores on it.
+    """
+
+    def __init__(self, embed_fn: Any = None) -> None:
+        self._embed = embed_fn  # None: this module's ``embed``, looked up at each call
+        self._lock = threading.Lock()
+        self._pending: list[tuple[list[str], Future[Any]]] = []
+        self._draining = False
+
+    def __call__(self, texts: list[str]) -> Any:
+        future: Future[Any] = Future()
+        with self._lock:
+            self._pending.append((texts, future))
+            lead, self._draining = not self._draining, True
+        if lead:
+            self._drain()
+        return future.result()
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    self._draining = False
+                    return
+            try:
+                vectors = (self._embed or embed)([text for texts, _ in batch for text in texts])
+            except BaseException as exc:  # each waiting caller gets the error, as if it had called embed
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            start = 0
+            for texts, future in batch:
+                future.set_result(vectors[start:start + len(texts)])
+                start += len(texts)
+
+
+#: The worker-wide embedder of generated outputs.
+embed_outputs = CoalescedEmbedder()
 
 
 def reference_texts(voice: Any, approved: list[str], fallback: str) -> list[str]:
@@ -96,7 +147,7 @@ def brand_fit(texts: list[str], voice: Any, approved: list[str], fallback: str) 
     if not texts:
         return []
     refs = reference_texts(voice, approved, fallback)
-    outputs, references = embed(texts), reference_vectors(refs)
+    outputs, references = embed_outputs(texts), reference_vectors(refs)
     centroid = references.mean(dim=0)
     centroid = centroid / centroid.norm().clamp(min=1e-9)
     semantic = (outputs @ centroid).clamp(min=0.0).tolist()

@@ -116,10 +116,18 @@ def schedule_job_webhooks(job_id: Any) -> list[WebhookDelivery]:
     """One delivery per active webhook for the job's final state; idempotent."""
     from generation.tasks import deliver_webhook_task
 
+    # Webhooks first: most organizations have none, and then the job and its variants need not be read.
+    webhooks = list(
+        Webhook.objects.filter(
+            organization_id__in=GenerationJob.objects.filter(pk=job_id).values("organization_id"), is_active=True
+        )
+    )
+    if not webhooks:
+        return []
     job = GenerationJob.objects.get(pk=job_id)
     payload = job_payload(job)
     created = []
-    for webhook in Webhook.objects.filter(organization_id=job.organization_id, is_active=True):
+    for webhook in webhooks:
         delivery, is_new = WebhookDelivery.objects.get_or_create(
             webhook=webhook, job=job, event=payload["event"], defaults={"payload": payload}
         )

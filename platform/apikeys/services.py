@@ -93,7 +93,11 @@ def authenticate_key(raw_key: str) -> ApiKey | None:
     if prefix is None:
         return None
     api_key = (
-        ApiKey.objects.active().select_related("organization", "project", "created_by").filter(prefix=prefix).first()
+        ApiKey.objects.active()
+        # The subscription and plan come along: every API call's rate limit needs them (billing.ratelimit).
+        .select_related("organization__subscription__plan", "project", "created_by")
+        .filter(prefix=prefix)
+        .first()
     )
     if api_key is None or not hmac.compare_digest(api_key.secret_hash, hash_secret(raw_key)):
         return None

@@ -16,3 +16,15 @@ accesslog = "-"
 # %(U)s is the path without the query string: a credential someone put in a URL never reaches the log.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss "%(a)s"'
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def post_worker_init(worker: object) -> None:
+    """Move everything loaded at start-up (Django, DRF, the URL conf, the schema) out of the collector's way.
+
+    Full collections otherwise walk those few hundred thousand long-lived objects
+    again and again; frozen, a collection only looks at what requests allocate,
+    which shortens the pauses a request can land in.
+    """
+    import gc
+
+    gc.freeze()
