@@ -19,12 +19,18 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 def post_worker_init(worker: object) -> None:
-    """Move everything loaded at start-up (Django, DRF, the URL conf, the schema) out of the collector's way.
+    """Move everything loaded at start-up (Django, DRF, the URL conf, the schema) out of the collector's way,
+    and let request threads back from I/O run sooner.
 
     Full collections otherwise walk those few hundred thousand long-lived objects
     again and again; frozen, a collection only looks at what requests allocate,
     which shortens the pauses a request can land in.
     """
     import gc
+    import sys
 
     gc.freeze()
+    # A request thread coming back from Postgres or Redis waits for the GIL until the running thread
+    # is asked to give it up: after 5 ms by default, once per database round trip. A request makes
+    # several; 1 ms keeps that wait from adding up, at the cost of a few more switches between threads.
+    sys.setswitchinterval(0.001)
