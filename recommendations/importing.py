@@ -41,6 +41,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.csvfiles import decode_csv, file_error
 from core.errors import DomainError, InvalidInput, NotFound
 from generation.services import storable_text
 from recommendations.models import CatalogItem, Customer, DataImport, Event, EventType
@@ -164,21 +165,6 @@ class ParsedFile:
     blank_lines: int = 0
 
 
-def _file_error(message: str, code: str) -> InvalidInput:
-    return InvalidInput(message, code=code, fields={"file": [message]})
-
-
-def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte order mark
-    except UnicodeDecodeError as exc:
-        raise _file_error(
-            f"The file is not UTF-8 text (byte 0x{data[exc.start]:02x} at position {exc.start}). "
-            'Save it as "CSV UTF-8" and upload it again.',
-            "invalid_encoding",
-        ) from None
-
-
 def _shown(name: str) -> str:
     return repr(name[:40].encode("utf-8", "backslashreplace").decode("utf-8"))
 
@@ -232,12 +218,12 @@ def _columns(
         if mapping is None:
             for delimiter, label in _OTHER_DELIMITERS.items():
                 if delimiter in first_line:
-                    raise _file_error(
+                    raise file_error(
                         f"The file seems to use {label} as its delimiter; imports need commas (,). "
                         "Save it comma-separated and upload it again.",
                         "wrong_delimiter",
                     )
-            raise _file_error(
+            raise file_error(
                 "The columns are not recognised: give a column mapping, or use the Online Retail columns ("
                 + ", ".join(ONLINE_RETAIL_MAPPING.values())
                 + ") or customer_id, sku, timestamp (and optionally type, value, event_id, title, price).",
@@ -246,7 +232,7 @@ def _columns(
     index_of = {name.casefold(): i for i, name in reversed(list(enumerate(names)))}
     missing_required = [f for f in REQUIRED_FIELDS if f not in mapping]
     if missing_required:
-        raise _file_error(
+        raise file_error(
             f"The mapping needs the field{'s' if len(missing_required) > 1 else ''} {', '.join(missing_required)}.",
             "missing_columns",
         )
@@ -255,7 +241,7 @@ def _columns(
         hint = ""
         if len(names) == 1 and any(d in first_line for d in _OTHER_DELIMITERS):
             hint = " The file does not seem to be comma-separated; imports need commas (,)."
-        raise _file_error(
+        raise file_error(
             f"Missing column{'s' if len(absent) > 1 else ''}: {', '.join(_shown(c) for c in absent)}. "
             f"The file's columns are: {', '.join(_shown(n) for n in names if n) or 'none'}.{hint}",
             "missing_columns",
@@ -267,14 +253,14 @@ def parse_file(data: bytes, mapping: dict[str, str] | None = None, *, now: datet
     """Every data row of the file, parsed, with its own errors. Raises for problems with the whole file."""
     if len(data) > max_bytes():
         raise too_large(len(data))
-    text = _decode(data)
+    text = decode_csv(data)
     now = now or timezone.now()
     # strict: a stray quote is an error with its line number, not a cell that swallows the rest of the file
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader, None)
         if header is None or not any(cell.strip() for cell in header):
-            raise _file_error("The file is empty; its first line must name the columns.", "empty_file")
+            raise file_error("The file is empty; its first line must name the columns.", "empty_file")
         first_line = text.split("\n", 1)[0]
         mapping, columns = _columns(header, mapping, first_line)
         rows: list[ParsedRow] = []
@@ -287,9 +273,9 @@ def parse_file(data: bytes, mapping: dict[str, str] | None = None, *, now: datet
                 continue
             rows.append(_parse_row(start, cells, len(header), columns, now))
     except csv.Error as exc:
-        raise _file_error(f"Line {reader.line_num}: the CSV cannot be read ({exc}).", "invalid_csv") from None
+        raise file_error(f"Line {reader.line_num}: the CSV cannot be read ({exc}).", "invalid_csv") from None
     if not rows:
-        raise _file_error("The file has a header but no rows.", "no_rows")
+        raise file_error("The file has a header but no rows.", "no_rows")
     return ParsedFile(mapping=mapping, rows=rows, blank_lines=blank)
 
 

