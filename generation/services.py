@@ -113,9 +113,11 @@ def create_template(
     constraints: Any = None,
     default_max_new_tokens: int = 200,
 ) -> TemplateVersion:
-    slug = slugify(slug or name)[:80]
-    if not slug:
+    if not name.strip():
         raise InvalidInput("A template needs a name.", code="name_required")
+    # A name without ASCII letters or digits ("Newsletter №1" is fine, "日本語" or "|" is not) slugifies to
+    # nothing: such a template gets a generated slug rather than a refusal of a name people chose.
+    slug = slugify(slug or name)[:80] or f"template-{secrets.token_hex(4)}"
     if Template.objects.filter(organization=organization, slug=slug).exists():
         raise Conflict(f"A template with the slug {slug!r} already exists.", code="slug_taken")
     template = Template.objects.create(

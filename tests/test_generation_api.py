@@ -131,6 +131,18 @@ def test_editor_creates_a_template(cast, client_for):
     assert (version.default_max_new_tokens, version.created_by) == (90, cast.editor)
 
 
+@pytest.mark.parametrize("name", ["日本語のテンプレート", "|"])
+def test_a_name_without_ascii_letters_gets_a_generated_slug(cast, client_for, name):
+    body = {"name": name, "variables": [{"name": "x"}], "prompt": "{x}"}
+
+    response = client_for(cast.editor).post("/api/v1/templates/", body, format="json")
+
+    assert response.status_code == 201, response.json()
+    template = Template.objects.get(organization=cast.org)
+    assert template.name == name
+    assert template.slug.startswith("template-") and response.json()["slug"] == template.slug
+
+
 def test_template_with_an_undeclared_variable_is_refused(cast, client_for):
     body = {"name": "Broken", "variables": [{"name": "shoe"}], "prompt": "About {shoe} and {sock}."}
 
