@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.fault_every:g} s, against {target.base_url} (redis {redis.url})", flush=True)
         chaos = Chaos(stack, redis, args.fault_every, args.redis_down)
         traffic = load.run_traffic(target, args, during=chaos.run)
-        jobs = load.settle_jobs(traffic.accepted, args.drain_timeout)
+        jobs = load.settle_jobs(traffic.accepted, args.drain_timeout, target.organization_id)
         audit = load.audit_organization(target.organization_id, traffic.accepted)
     finally:
         stack.stop()

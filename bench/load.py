@@ -34,12 +34,23 @@ can run. 2 x 4 = 8 requests in flight is above what 50 req/s at ~20 ms needs
 (Little's law: 50 x 0.02 = 1), leaving headroom for bursts without letting a
 backlog of CPU-bound work queue inside the server.
 
-The Celery workers and beat run at CPU niceness 10 (``--worker-nice``), as
+The Celery workers and beat run at CPU niceness 19 (``--worker-nice``), as
 ``Procfile`` runs them: on one small machine the web answers people and API
 clients waiting on it, while a job's few hundred milliseconds more in the queue
 go unnoticed, so the workers take the CPU the web leaves (they keep up: every
-job still finishes during the run). Measured on this 2-core machine, 100 s at
-50 req/s: p99 770 ms with the workers at the web's priority, 537 ms at nice 10.
+job still finishes during the run, the queue drains within a second of the
+traffic's end). Unlike SCHED_IDLE, nice 19 still gives them a small share when
+the web is busy all the time, so jobs slow down rather than stop. Measured on
+this 2-core machine at 50 req/s: p99 770 ms with the workers at the web's
+priority, 537 ms at nice 10 (100 s runs, before later fixes); then, 5 minutes
+each with the same code, 309.8 ms at nice 10 and 278.5 ms at nice 19.
+
+What the web's threads wait for at this load (measured by timing gunicorn's
+steps): mostly for a free thread of their process, then their share of the
+process's interpreter lock; each request holds it ~12 ms. More threads or more
+processes per core did not help (2x8: p99 316 ms, 4x2: 331, 6 sync workers:
+342, against 315 for 2x4, same code); less CPU per request and less
+competition for the two cores did.
 """
 
 from __future__ import annotations
@@ -103,8 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--web-threads", type=int, default=4, help="threads per gunicorn process")
     parser.add_argument("--generation-concurrency", type=int, default=16, help="jobs the stub worker runs at once")
     parser.add_argument(
-        "--worker-nice", type=int, default=10,
-        help="CPU niceness of the Celery workers and beat (default 10; 0 to run them at the web's priority)",
+        "--worker-nice", type=int, default=19,
+        help="CPU niceness of the Celery workers and beat (default 19; 0 to run them at the web's priority)",
     )
     parser.add_argument("--token-s", type=float, default=0.002, help="seconds per stub token (LOOM_STUB_TOKEN_S)")
     parser.add_argument("--drain-timeout", type=parse_duration, default=parse_duration("3m"))
@@ -472,17 +483,29 @@ def _count_by_status(ids: list[str]) -> Counter[str]:
     return Counter({row["status"]: row["n"] for row in rows})
 
 
-def settle_jobs(accepted: Iterable[str], drain_timeout: float) -> dict[str, Any]:
-    """Wait until every accepted job is final (or the timeout), then count them by final state."""
+def settle_jobs(accepted: Iterable[str], drain_timeout: float, organization_id: str | None = None) -> dict[str, Any]:
+    """Wait until every accepted job is final (or the timeout), then count them by final state.
+
+    With ``organization_id`` it also waits for the organization's other jobs: a
+    submission still in flight when the driver stopped was created by the server
+    but its 201 was never recorded, and the audit would find it running.
+    """
     from generation.models import FINAL_STATUSES, GenerationJob
 
     ids = list(dict.fromkeys(accepted))
     deadline = time.monotonic() + drain_timeout
     started = time.monotonic()
-    while GenerationJob.objects.filter(pk__in=ids, status__in=FINAL_STATUSES).count() < len(ids):
+
+    def unfinished() -> bool:
+        if GenerationJob.objects.filter(pk__in=ids, status__in=FINAL_STATUSES).count() < len(ids):
+            return True
+        others = GenerationJob.objects.filter(organization_id=organization_id).exclude(status__in=FINAL_STATUSES)
+        return organization_id is not None and others.exists()
+
+    while unfinished():
         if time.monotonic() > deadline:
             break
-        time.sleep(1)
+        time.sleep(0.5)
     summary = statuses_summary(ids, _count_by_status(ids))
     summary["drain_seconds"] = round(time.monotonic() - started, 1)
     return summary
@@ -666,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
         traffic = run_traffic(target, args)
         extra = cpu_report(cpu_before, stack.cpu_seconds(), traffic.seconds) if stack is not None else []
         if stack is not None:
-            jobs = settle_jobs(traffic.accepted, args.drain_timeout)
+            jobs = settle_jobs(traffic.accepted, args.drain_timeout, target.organization_id)
         else:
             jobs = settle_jobs_over_api(target, traffic.accepted, args.drain_timeout)
         audit = audit_organization(target.organization_id, traffic.accepted)

@@ -115,7 +115,7 @@ def ensure_billing_account(organization: Organization) -> BillingAccount:
 
 
 @transaction.atomic
-def reserve_for_job(*, job: GenerationJob, holds_slot: bool = True) -> LedgerEntry:
+def reserve_for_job(*, job: GenerationJob, holds_slot: bool = True, new_job: bool = False) -> LedgerEntry:
     """Admit a job: hold its maximum tokens and a concurrency slot, or refuse it.
 
     Raises ``VariantLimitExceeded`` (400), ``QuotaExceeded`` (402, hard-capped plans
@@ -128,10 +128,11 @@ def reserve_for_job(*, job: GenerationJob, holds_slot: bool = True) -> LedgerEnt
     """
     organization = job.organization
     # Checked before the account row is locked: the unique (job, kind) constraint is what makes it exactly-once.
-    existing = _entry(job, LedgerKind.RESERVATION)
+    # ``new_job``: the caller created the job in this transaction, so it has no reservation to find.
+    existing = None if new_job else _entry(job, LedgerKind.RESERVATION)
     if existing is not None:
         return existing
-    subscription = _subscription(organization)
+    subscription = _loaded_subscription(organization)
     _refuse_if_suspended(subscription)
     plan = current_plan(organization, subscription=subscription)
     if job.num_variants > plan.max_variants_per_job:
@@ -412,6 +413,17 @@ def _refuse_beyond_allowance(
 def _subscription(organization: Organization) -> Subscription | None:
     # order_by(): the admin's default ordering (by organization name) would join and sort for one row.
     return Subscription.objects.select_related("plan").filter(organization=organization).order_by().first()
+
+
+def _loaded_subscription(organization: Organization) -> Subscription | None:
+    """The subscription loaded with the organization (an API call's key lookup joins it), else read now.
+
+    Either is read without a lock, a moment before the account row is locked; an API call
+    reads it once for its rate limit and its admission.
+    """
+    if type(organization).subscription.is_cached(organization):  # type: ignore[attr-defined]
+        return joined_subscription(organization)
+    return _subscription(organization)
 
 
 def joined_subscription(organization: Organization) -> Subscription | None:

@@ -403,7 +403,8 @@ def submit_generation(
                 job.save(update_fields=["status", "failure_reason", "finished_at"])
                 transaction.on_commit(lambda: _job_finished(job.pk))
             else:
-                billing.reserve_for_job(job=job, holds_slot=batch is None if holds_slot is None else holds_slot)
+                slot = batch is None if holds_slot is None else holds_slot
+                billing.reserve_for_job(job=job, holds_slot=slot, new_job=True)
                 transaction.on_commit(lambda: enqueue(job.pk))
     except IntegrityError:
         existing = GenerationJob.objects.filter(organization=organization, idempotency_key=idempotency_key).first()

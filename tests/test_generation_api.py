@@ -294,6 +294,19 @@ def test_editor_submits_a_job(cast, client_for, enqueue, django_capture_on_commi
     enqueue.assert_called_once_with(job.pk)
 
 
+@pytest.mark.parametrize("caller", ["session", "key"])
+def test_the_201_body_is_what_reading_the_stored_job_returns(cast, client_for, key_for, enqueue, caller):
+    # The 201 is built from the job in memory (no read-back): it must match the stored row field for field,
+    # integer parameters included (a temperature of 1 reads back as 1.0).
+    client = client_for(cast.editor) if caller == "session" else key_for("write")[0]
+
+    created = client.post(JOBS, _job_body(cast, temperature=1, top_p=1), format="json")
+    again = client.get(f"{JOBS}{created.json()['id']}/")
+
+    assert created.status_code == 201, created.json()
+    assert created.json() == again.json()
+
+
 def test_job_by_template_id_and_pinned_version_with_a_key(cast, key_for, enqueue):
     client, key, _ = key_for("write")
     version = TemplateVersionFactory(template__organization=cast.org)

@@ -95,7 +95,7 @@ def authenticate_key(raw_key: str) -> ApiKey | None:
     api_key = (
         ApiKey.objects.active()
         # The subscription and plan come along: every API call's rate limit needs them (billing.ratelimit).
-        .select_related("organization__subscription__plan", "project", "created_by")
+        .select_related("organization__subscription__plan", "project")
         .filter(prefix=prefix)
         .first()
     )
