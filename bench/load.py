@@ -121,7 +121,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drain-timeout", type=parse_duration, default=parse_duration("3m"))
     parser.add_argument("--json", dest="json_out", help="also write the report as JSON to this file")
     parser.add_argument("--check-targets", action="store_true", help=f"exit 2 if p99 > {P99_TARGET_MS:.0f} ms "
-                        f"or non-429 errors >= {ERROR_RATE_TARGET:.1%}")
+                        # %% : argparse formats help texts with %.
+                        f"or non-429 errors >= {ERROR_RATE_TARGET * 100:.1f}%%")
 
 
 # --- Django, the organization and the processes ----------------------------------------------------

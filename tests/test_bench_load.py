@@ -64,3 +64,15 @@ def test_load_script_runs_and_reports(tmp_path):
     for job in accepted:
         assert job.status == JobStatus.SUCCEEDED
         assert job.inputs["product"] in job.variants.get().text
+
+
+@pytest.mark.parametrize("module", ["bench.load", "bench.chaos"])
+def test_benchmark_help_prints(module):
+    # argparse formats help texts with %, so a literal percent sign in one made --help crash
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.base", "DATABASE_URL": _test_database_url()},
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "--check-targets" in done.stdout and "0.1%" in done.stdout
