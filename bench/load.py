@@ -500,8 +500,9 @@ def settle_jobs(accepted: Iterable[str], drain_timeout: float, organization_id: 
     def unfinished() -> bool:
         if GenerationJob.objects.filter(pk__in=ids, status__in=FINAL_STATUSES).count() < len(ids):
             return True
-        others = GenerationJob.objects.filter(organization_id=organization_id).exclude(status__in=FINAL_STATUSES)
-        return organization_id is not None and others.exists()
+        if organization_id is None:
+            return False
+        return GenerationJob.objects.filter(organization_id=organization_id).exclude(status__in=FINAL_STATUSES).exists()
 
     while unfinished():
         if time.monotonic() > deadline:

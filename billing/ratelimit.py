@@ -60,7 +60,7 @@ from redis.exceptions import RedisError
 
 from apikeys.models import ApiKey
 from apikeys.services import authenticate_request_key
-from billing.services import current_plan, joined_subscription
+from billing.services import current_plan, loaded_subscription
 from core.errors import DomainError
 from core.tenancy import tenant_for_user
 
@@ -118,7 +118,7 @@ def limits_for(request: HttpRequest) -> list[Limit]:
     """The limits of the caller, narrowest first. Looks the plan up once (no caching across requests)."""
     api_key = _api_key(request)
     if api_key is not None:
-        plan = current_plan(api_key.organization, subscription=joined_subscription(api_key.organization))
+        plan = current_plan(api_key.organization, subscription=loaded_subscription(api_key.organization))
         return [
             Limit("key", str(api_key.pk), plan.api_rate_limit_per_minute, f"the API key {api_key.masked}"),
             _organization_limit(api_key.organization, plan),

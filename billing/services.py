@@ -132,7 +132,7 @@ def reserve_for_job(*, job: GenerationJob, holds_slot: bool = True, new_job: boo
     existing = None if new_job else _entry(job, LedgerKind.RESERVATION)
     if existing is not None:
         return existing
-    subscription = _loaded_subscription(organization)
+    subscription = loaded_subscription(organization)
     _refuse_if_suspended(subscription)
     plan = current_plan(organization, subscription=subscription)
     if job.num_variants > plan.max_variants_per_job:
@@ -415,23 +415,18 @@ def _subscription(organization: Organization) -> Subscription | None:
     return Subscription.objects.select_related("plan").filter(organization=organization).order_by().first()
 
 
-def _loaded_subscription(organization: Organization) -> Subscription | None:
-    """The subscription loaded with the organization (an API call's key lookup joins it), else read now.
+def loaded_subscription(organization: Organization) -> Subscription | None:
+    """The subscription loaded with the organization, else read now (with its plan).
 
-    Either is read without a lock, a moment before the account row is locked; an API call
-    reads it once for its rate limit and its admission.
+    An API call's key lookup joins it (``select_related("organization__subscription__plan")``),
+    so the rate limiter and admission read it once per call. Either way it is read without a
+    lock, a moment before admission locks the account row.
     """
-    if type(organization).subscription.is_cached(organization):  # type: ignore[attr-defined]
-        return joined_subscription(organization)
-    return _subscription(organization)
-
-
-def joined_subscription(organization: Organization) -> Subscription | None:
-    """The subscription loaded with ``organization`` by ``select_related("organization__subscription__plan")``
-    (the API key lookup does, so the rate limiter reads the plan without a query of its own)."""
+    if not type(organization).subscription.is_cached(organization):  # type: ignore[attr-defined]
+        return _subscription(organization)
     try:
         return organization.subscription
-    except Subscription.DoesNotExist:
+    except Subscription.DoesNotExist:  # joined, and there is none
         return None
 
 
@@ -441,7 +436,7 @@ def lock_account(organization: Organization) -> BillingAccount:
     At rollover the usage counter starts again at zero and the credits spent in
     the finished period (usage beyond the included tokens) are used up. The
     subscription read here is kept as ``account.read_subscription``, so callers
-    holding the lock do not read it again (admission is on every submission's path).
+    holding the lock do not read it again.
     """
     subscription = _subscription(organization)
     start, _ = current_period(organization, subscription=subscription)
