@@ -6,10 +6,12 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import pytest
 from rest_framework.test import APIClient
 
@@ -232,3 +234,23 @@ def generation_worker(django_db_setup: None, django_db_blocker: object) -> Itera
     worker = WorkerHandle("generation", "generation", "--pool", "threads", "--concurrency", "16")
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def empty_database() -> Iterator[str]:
+    """The URL of a new, empty database on the configured server, dropped afterwards: what a newcomer's
+    first command meets."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from django.conf import settings
+
+    name = f"loom_empty_{uuid.uuid4().hex[:12]}"
+    server = urlsplit(settings.DATABASE_URL)
+    admin_url = urlunsplit(server._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(server._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

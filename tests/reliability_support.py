@@ -76,11 +76,17 @@ def suite_env(redis_url: str, **overrides: Any) -> dict[str, str]:
 class WebServer:
     """gunicorn as deployed (platform/config/gunicorn.py), on a port of its own."""
 
-    def __init__(self, env: dict[str, str], *, workers: int = 2, threads: int = 4) -> None:
+    def __init__(
+        self, env: dict[str, str], *, workers: int = 2, threads: int = 4, name: str = "faults-web",
+        unset: tuple[str, ...] = (),
+    ) -> None:
+        """``unset`` names variables of this process's environment the server must not inherit."""
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        self.name = name
+        self.log_path = REPO_ROOT / "var" / f"test-{name}.log"
         self.env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in unset},
             **env,
             "WEB_BIND": f"127.0.0.1:{self.port}",
             "WEB_CONCURRENCY": str(workers),
@@ -91,7 +97,7 @@ class WebServer:
         self._log: Any = None
 
     def start(self) -> None:
-        self._log = _log_file("faults-web")
+        self._log = _log_file(self.name)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "platform/config/gunicorn.py", "config.wsgi:application"],
             cwd=REPO_ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
@@ -100,7 +106,7 @@ class WebServer:
         def up() -> bool:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError("gunicorn exited; see var/test-faults-web.log")
+                raise RuntimeError(f"gunicorn exited; see {self.log_path}")
             try:
                 return requests.get(self.base_url + "/healthz", timeout=2).status_code == 200
             except requests.RequestException:

@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from core.errors import DomainError, InvalidInput, NotFound
+from core.mail import mail_is_delivered
 from core.tenancy import SESSION_KEY, Tenant, memberships_of
 from core.web import (
     action_done,
@@ -144,13 +145,20 @@ def member_invite(request: HttpRequest) -> HttpResponse:
     form = InviteForm(request.POST)
     if form.is_valid():
         try:
-            invitation, _token = services.invite_member(
+            invitation, token = services.invite_member(
                 actor=request.user, organization=_tenant(request).organization, **form.cleaned_data
             )
         except DomainError as exc:
             add_domain_error(form, exc, _INVITE_ERRORS)
         else:
-            messages.success(request, f"Invitation sent to {invitation.email}.")
+            if mail_is_delivered():
+                messages.success(request, f"Invitation sent to {invitation.email}.")
+            else:
+                messages.warning(
+                    request,
+                    f"Invitation created for {invitation.email}, but this installation does not deliver email "
+                    f"(EMAIL_URL is not set): send them this link yourself: {services.invitation_url(token)}",
+                )
             return redirect("organizations:members")
     return _members_page(request, invite_form=form, status=form_status(form))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import dj_database_url
 
 from config import local_services
-from config.env import env
+from config.env import email_settings, env
 from srcroot import REPO_ROOT
 
 BASE_DIR = REPO_ROOT
@@ -92,6 +92,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "core.context_processors.organization",
+                "core.mail.mail",
             ],
         },
     },
@@ -147,8 +148,10 @@ ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Loom] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = env.str("ACCOUNT_DEFAULT_HTTP_PROTOCOL", default="http")
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key", "signup": "20/m/ip"}
 
-# Console email by default (links appear in the web process output); EMAIL_URL=smtp://... for real mail.
-globals().update(env.dj_email_url("EMAIL_URL", default="consolemail://"))
+# Console email by default: each mail is printed by the web process (bin/start shows it prefixed "web.1 |").
+# EMAIL_URL=smtp://user:pass@host:587?tls=True for real mail, file:///var/mail for one file per mail.
+EMAIL_URL = env.str("EMAIL_URL", default="console://")
+globals().update(email_settings(EMAIL_URL, BASE_DIR))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Loom <no-reply@localhost>")
 
 # --- API -----------------------------------------------------------------------------------
@@ -203,6 +206,11 @@ if CELERY_TASK_TIME_LIMIT_S >= CELERY_VISIBILITY_TIMEOUT_S:
 CELERY_KEY_PREFIX = env.str("CELERY_KEY_PREFIX", default="")
 WORKER_HEARTBEAT_INTERVAL_S = 10
 WORKER_HEARTBEAT_TTL_S = 30
+#: Queues /readyz waits for: each needs a live worker that can run its tasks (generation: model
+#: loaded). Default: every queue the Procfile's workers consume; empty checks only database and Redis.
+READY_QUEUES = [q.strip() for q in env.list("READY_QUEUES", default=["generation", "recommendation", "default"])]
+if unknown_queues := sorted(set(READY_QUEUES) - {"generation", "recommendation", "default"}):
+    raise ValueError(f"READY_QUEUES names unknown queues: {', '.join(unknown_queues)}")
 
 # --- i18n, static ---------------------------------------------------------------------------
 
