@@ -2,8 +2,9 @@
 
     python -m bench.generation [--tokens 64] [--levels 1,4,16,64] [--sequential-jobs 6]
 
-Starts a real generation worker (threads pool around one loaded model, as
-production runs it) on the configured database and Redis, submits jobs through
+Migrates the configured database first (an empty one is fine). Starts a real
+generation worker (threads pool around one loaded model, as production runs it)
+on the configured database and Redis, submits jobs through
 the same service the API uses, and measures generated tokens per second of
 wall time from first submission to last completion:
 
@@ -26,11 +27,14 @@ import uuid
 import srcroot  # noqa: F401
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+# Queues of its own: a platform running on the same Redis must not take the benchmark's jobs.
+os.environ.setdefault("CELERY_KEY_PREFIX", f"loom-bench-{os.getpid()}:")
 
 import django
 
 django.setup()
 
+from django.core.management import call_command  # noqa: E402
 from django.db.models import Sum  # noqa: E402
 
 from bench._workers import start_worker, stop  # noqa: E402
@@ -103,17 +107,19 @@ def queue_overhead(rounds: int = 50) -> tuple[float, float]:
     return rounds / (time.perf_counter() - started), 0.0
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=64, help="max new tokens per job")
     parser.add_argument("--levels", default="1,4,16,64", help="concurrency levels")
     parser.add_argument("--sequential-jobs", type=int, default=6, help="jobs in the one-at-a-time baseline")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
 
     from workers.runtime import ModelSpec, resolve_device
 
     spec = ModelSpec.from_settings()
+    # Runs on an empty database too: the schema, the seeded plans and the built-in templates come with it.
+    call_command("migrate", verbosity=0)
     organization = Organization.objects.create(name="Benchmark", slug=f"bench-{uuid.uuid4().hex[:8]}")
     # Enterprise: 100 concurrent jobs, so the plan never refuses the 64-job level.
     assign_plan(organization=organization, plan_code="enterprise", reason="generation benchmark")

@@ -735,21 +735,27 @@ def _lock_subscription(organization: Organization) -> Subscription:
     default plan and calendar month meanwhile (``current_plan``, ``current_period``).
     """
     subscription = Subscription.objects.select_for_update().filter(organization=organization).first()
-    if subscription is not None and subscription.status != SubscriptionStatus.CANCELED:
-        return subscription
-    plan = current_plan(organization)
-    start, end = current_period(organization)
+    if subscription is None or subscription.status == SubscriptionStatus.CANCELED:
+        # No subscription, or a canceled one: the organization runs on the default plan and month.
+        plan = current_plan(organization, subscription=None)
+        start, end = current_period(organization, subscription=None)
     if subscription is None:
         Subscription.objects.get_or_create(
             organization=organization,
             defaults={"plan": plan, "current_period_start": start, "current_period_end": end},
         )
-        return Subscription.objects.select_for_update().get(organization=organization)
-    subscription.plan, subscription.pending_plan, subscription.status = plan, None, SubscriptionStatus.ACTIVE
-    subscription.current_period_start, subscription.current_period_end = start, end
-    subscription.save(
-        update_fields=["plan", "pending_plan", "status", "current_period_start", "current_period_end", "updated_at"]
-    )
+        subscription = Subscription.objects.select_for_update().get(organization=organization)
+    elif subscription.status == SubscriptionStatus.CANCELED:
+        subscription.plan, subscription.pending_plan = plan, None
+        subscription.status = SubscriptionStatus.ACTIVE
+        subscription.current_period_start, subscription.current_period_end = start, end
+        subscription.save(
+            update_fields=["plan", "pending_plan", "status", "current_period_start", "current_period_end", "updated_at"]
+        )
+    # The caller changes this very row: make it the one the organization it holds answers with.
+    # Otherwise a copy cached earlier (get_or_create caches the new row; an API key's lookup joins
+    # it) keeps the old plan, and loaded_subscription would judge the next job by that plan.
+    organization.subscription = subscription
     return subscription
 
 

@@ -413,3 +413,22 @@ def test_assign_plan_applies_at_once_with_an_audited_reason(project, plans, staf
         assign_plan(organization=project.organization, plan_code="platinum", actor=staff, reason="x")
     with pytest.raises(Forbidden):
         assign_plan(organization=project.organization, plan_code="free", actor=UserFactory(), reason="x")
+
+
+def test_an_organization_held_across_a_plan_assignment_is_judged_by_the_new_plan(plans, staff):
+    from billing.services import assign_plan, loaded_subscription
+
+    # given: an organization without a subscription (Free allows 2 jobs at a time), held by the caller
+    project = ProjectFactory()
+    organization = project.organization
+
+    # when: an operator assigns Enterprise, and the caller goes on with the same instance
+    assign_plan(organization=organization, plan_code="enterprise", actor=staff, reason="benchmark")
+
+    # then: the held instance answers with the new plan, as a fresh read does
+    assert loaded_subscription(organization).plan.code == "enterprise"
+    assert current_plan(organization).code == "enterprise"
+    for job in make_jobs(project, 3):  # each job reaches the organization through the same held instance
+        assert job.organization is organization
+        reserve_for_job(job=job)
+    assert account_of(project).active_jobs == 3
