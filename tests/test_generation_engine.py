@@ -115,3 +115,19 @@ def test_real_model_writes_relevant_english_copy():
     result = generate_batch(real_model(), [_request(max_new_tokens=40, temperature=0, seed=0)])[0]
     assert result.completion_tokens > 5
     assert "mug" in result.text.lower()
+
+
+@pytest.mark.filterwarnings("error::FutureWarning", "error::DeprecationWarning")
+def test_the_engine_uses_no_api_transformers_deprecates(caplog):
+    """pyproject.toml allows transformers up to the next major version: a deprecation warned of now is a
+    removal in a later minor release, so it fails here first (past_key_values went in 5.40)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_propagation()
+    try:
+        results = generate_batch(tiny_model(), [_request(max_new_tokens=4, seed=3), _request(max_new_tokens=2)])
+    finally:
+        hf_logging.disable_propagation()
+    assert all(result.completion_tokens >= 1 for result in results)
+    # transformers also logs some deprecations instead of warning (reading `out.past_key_values`)
+    assert [r.getMessage() for r in caplog.records if "deprecat" in r.getMessage().lower()] == []

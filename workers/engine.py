@@ -161,10 +161,10 @@ class ActiveBatch:
         logits = out.logits[:, -1, :]
         next_pos = positions[:, -1:] + 1
         if not self.rows:
-            self.rows, self.cache, self.attention, self.next_pos = rows, out.past_key_values, attention, next_pos
+            self.rows, self.cache, self.attention, self.next_pos = rows, out.cache, attention, next_pos
             self.logits, self.temps, self.top_ps = logits, temps, top_ps
             return
-        self._merge(out.past_key_values, attention)
+        self._merge(out.cache, attention)
         self.rows += rows
         self.next_pos = torch.cat([self.next_pos, next_pos])
         self.logits = torch.cat([self.logits, logits])
@@ -220,10 +220,10 @@ class ActiveBatch:
                 input_ids=step_ids,
                 attention_mask=self.attention,
                 position_ids=self.next_pos,
-                past_key_values=self.cache,
+                cache=self.cache,
                 use_cache=True,
             )
-        self.cache, self.logits = out.past_key_values, out.logits[:, -1, :]
+        self.cache, self.logits = out.cache, out.logits[:, -1, :]
         self.next_pos = self.next_pos + 1
 
     def _trim(self) -> None:
