@@ -96,37 +96,37 @@ app.conf.beat_schedule = {
 
 
 class Heartbeat(bootsteps.StartStopStep):
-    """Writes this worker's heartbeat from the worker's own timer.
+    """Writes this worker's heartbeat from the worker's own timer, and loads the generation model.
 
     The timer runs in the parent process, so a child busy with a long job does
-    not make a healthy worker look dead.
+    not make a healthy worker look dead. A generation worker beats before it
+    starts loading its model (a minute on CPU the first time): live, not yet
+    ready for the generation queue (workers.heartbeat.WorkerBeat).
     """
 
     requires = {"celery.worker.components:Timer"}
 
     def start(self, worker: object) -> None:
-        from workers.heartbeat import beat
+        from workers.heartbeat import WorkerBeat
 
-        hostname = worker.hostname  # type: ignore[attr-defined]
-        queues = sorted(q.name for q in app.amqp.queues.consume_from.values()) if app.amqp.queues.consume_from else []
-        beat(hostname, queues)
-        if "generation" in queues:
-            # Load the model now, not inside the first job (the first start converts the GGUF file).
-            import threading
-
+        consumed = app.amqp.queues.consume_from
+        queues = sorted(q.name for q in consumed.values()) if consumed else []
+        self.heartbeat = WorkerBeat(worker.hostname, queues, settings.LOOM_MODEL)  # type: ignore[attr-defined]
+        self.heartbeat.send()
+        if self.heartbeat.needs_model:
             from workers.engine import get_engine
 
-            threading.Thread(target=get_engine, name="model-warmup", daemon=True).start()
+            # Load the model now, not inside the first job (the first start converts the GGUF file).
+            self.heartbeat.start_warm_up(get_engine)
         self.tref = worker.timer.call_repeatedly(  # type: ignore[attr-defined]
-            settings.WORKER_HEARTBEAT_INTERVAL_S, beat, (hostname, queues), priority=10
+            settings.WORKER_HEARTBEAT_INTERVAL_S, self.heartbeat.send, priority=10
         )
 
     def stop(self, worker: object) -> None:
-        from workers.heartbeat import forget
-
         if getattr(self, "tref", None) is not None:
             self.tref.cancel()
-        forget(worker.hostname)  # type: ignore[attr-defined]
+        if getattr(self, "heartbeat", None) is not None:
+            self.heartbeat.stop()
 
 
 app.steps["worker"].add(Heartbeat)

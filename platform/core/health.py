@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from workers.heartbeat import live_workers
+from workers.heartbeat import READY, heartbeats, queue_status
 
 
 @never_cache
@@ -29,20 +32,38 @@ def _check_database() -> str | None:
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready when the database and Redis answer and at least one worker sent a heartbeat."""
+    """Ready when the database and Redis answer and every queue in READY_QUEUES has a ready worker.
+
+    A worker is live from its first heartbeat but ready for the generation queue only once its
+    model is loaded; until then a job sent would just wait, so the deployment is not ready.
+    ``queues`` reports each expected queue (and any other a live worker consumes).
+    """
     checks: dict[str, str] = {}
     db_error = _check_database()
     checks["database"] = db_error or "ok"
+    expected = list(settings.READY_QUEUES)
     try:
-        workers = live_workers()
+        beats = heartbeats()
+        workers = [beat["hostname"] for beat in beats]
+        beating = {queue for beat in beats for queue in beat.get("queues", [])}
+        queues = queue_status([*expected, *sorted(beating - set(expected))], beats)
         checks["redis"] = "ok"
-        checks["workers"] = f"{len(workers)} live" if workers else "no live worker"
     except Exception as exc:
         checks["redis"] = f"redis unreachable: {type(exc).__name__}"
         checks["workers"] = "unknown"
-        workers = []
-    ready = db_error is None and checks["redis"] == "ok" and bool(workers)
+        workers, queues = [], {}
+    else:
+        checks["workers"] = _workers_check(workers, {queue: queues[queue] for queue in expected})
+    ready = db_error is None and checks["redis"] == "ok" and all(queues[q]["state"] == READY for q in expected)
     return JsonResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks, "workers": sorted(workers)},
+        {"status": "ready" if ready else "not ready", "checks": checks, "workers": sorted(workers), "queues": queues},
         status=200 if ready else 503,
     )
+
+
+def _workers_check(workers: list[str], expected: dict[str, dict[str, Any]]) -> str:
+    if not workers:
+        return "no live worker"
+    waiting = [f"{queue}: {status['state'].replace('_', ' ')}" for queue, status in expected.items()
+               if status["state"] != READY]
+    return f"{len(workers)} live" + (f"; not ready: {', '.join(waiting)}" if waiting else "")
