@@ -34,7 +34,7 @@ from django.utils import timezone
 from billing import services as billing
 from generation import constraints as constraint_checks
 from generation.leakage import LeakGuard
-from generation.models import BrandVoice, GenerationJob, JobStatus, Variant
+from generation.models import WITHHELD, BrandVoice, GenerationJob, JobStatus, Variant
 from generation.moderation import moderate
 from generation.prompts import approved_examples, build_messages
 from generation.services import cancel_key
@@ -265,8 +265,25 @@ def run_job(job_id: Any, engine: Any = None) -> GenerationJob | None:
     state = with_db_retry(lambda: GenerationJob.objects.filter(pk=job_id).values("status", "attempts").first())
     if state is None or state["status"] in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED}:
         return None
+    engine = engine or _loaded_engine()
     with suspects.hold(alone=runs_alone(state["attempts"])):
         return _claim_and_run(job_id, engine)
+
+
+def _loaded_engine() -> Any:
+    """This process's engine, waiting while the worker's start-up still loads the model.
+
+    Called before the claim, so a job stays queued (and its page says the model is loading) instead
+    of running on a lease that nothing renews while the load takes its minute. A model that fails to
+    load gives None: ``_generate`` then tries once more and fails the job with the reason.
+    """
+    from workers.engine import get_engine
+
+    try:
+        return get_engine()
+    except Exception:
+        logger.exception("could not load the generation model")
+        return None
 
 
 def _claim_and_run(job_id: Any, engine: Any) -> GenerationJob | None:
@@ -323,12 +340,16 @@ def _renew_lease(job: GenerationJob) -> None:
 
 
 def evaluate(
-    job: GenerationJob, context: PromptContext, texts: list[str]
+    job: GenerationJob, context: PromptContext, texts: list[str], finish_reasons: list[str] | None = None
 ) -> tuple[list[list[dict[str, Any]]], list[float], list[Any]]:
     from generation.scoring import brand_fit
 
     approved = [v.final_text for v in context.examples]
-    reports = [constraint_checks.check(t, job.template_version.constraints, job.inputs) for t in texts]
+    reasons = finish_reasons or [None] * len(texts)
+    reports = [
+        constraint_checks.check(t, job.template_version.constraints, job.inputs, finish_reason=reason)
+        for t, reason in zip(texts, reasons, strict=True)
+    ]
     fallback = " ".join(str(v) for v in job.inputs.values())
     scores = brand_fit(texts, context.voice, approved, fallback)
     guard = LeakGuard.for_job(
@@ -348,7 +369,7 @@ def store_results(
     results: list[GenerationResult],
     revision: int = 0,
 ) -> GenerationJob:
-    reports, scores, verdicts = evaluate(job, context, [r.text for r in results])
+    reports, scores, verdicts = evaluate(job, context, [r.text for r in results], [r.finish_reason for r in results])
     compute = max((r.seconds for r in results), default=0.0)
     with transaction.atomic():
         # The organization comes along (billing locks its account next); only the job's row is locked here.
@@ -360,6 +381,9 @@ def store_results(
             indexes, seeds, results, reports, scores, verdicts, strict=True
         ):
             blocked = verdict.blocked
+            # A report describes the text shown; withheld text is not, so it has none (no report, no
+            # brand fit) and passes nothing.
+            shown = [] if blocked else report
             variants.append(
                 Variant(
                     job=locked,
@@ -370,11 +394,12 @@ def store_results(
                     text="" if blocked else result.text,
                     prompt_tokens=result.prompt_tokens,
                     tokens=result.completion_tokens,
-                    finish_reason="blocked" if blocked else result.finish_reason,
+                    finish_reason=WITHHELD if blocked else result.finish_reason,
                     seed=seed,
-                    constraint_report=report,
-                    constraints_passed=all(c["passed"] for c in report),
-                    brand_fit=score,
+                    constraint_report=shown,
+                    constraints_passed=not blocked and constraint_checks.passed(shown),
+                    original_constraint_report=shown,
+                    brand_fit=None if blocked else score,
                     moderation=verdict.as_dict(),
                 )
             )
@@ -394,7 +419,7 @@ def store_results(
         locked.model_name = ModelSpec.from_settings().model
         if revision == 0:
             reasons = {r.finish_reason for r in results}
-            delivered = [v for v in variants if v.finish_reason != "blocked"]
+            delivered = [v for v in variants if not v.is_withheld]
             locked.finished_at = timezone.now()
             locked.lease_expires_at = None
             if FinishReason.CANCELED in reasons or locked.cancel_requested_at:

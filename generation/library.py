@@ -58,9 +58,13 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
         "category": "ads",
         "description": "Responsive search ad: headline up to 30 characters, description up to 90.",
         "variables": [PRODUCT, FEATURES, _v("offer", "Offer", required=False, max_length=100)],
+        # Each line is checked on its own (generation.constraints, "fields"): Google takes them as two fields.
         "prompt": "Write a Google search ad for {product}. Features: {features}. Offer: {offer}.\n"
-        "Line 1: a headline of at most 30 characters.\nLine 2: a description of at most 90 characters.",
-        "constraints": {"max_chars": 125, "min_words": 4},
+        "Answer with exactly two lines:\nHeadline: <at most 30 characters>\nDescription: <at most 90 characters>",
+        "constraints": {
+            "min_words": 4,
+            "fields": [{"label": "Headline", "max_chars": 30}, {"label": "Description", "max_chars": 90}],
+        },
         "max_new_tokens": 60,
     },
     {
@@ -70,8 +74,11 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
         "description": "Primary text up to 125 characters and a headline up to 40.",
         "variables": [PRODUCT, FEATURES, AUDIENCE],
         "prompt": "Write a Facebook/Instagram ad for {product} aimed at {audience}. Features: {features}.\n"
-        "Primary text of at most 125 characters, then a headline of at most 40 characters.",
-        "constraints": {"max_chars": 170, "min_words": 5},
+        "Answer with exactly two lines:\nPrimary text: <at most 125 characters>\nHeadline: <at most 40 characters>",
+        "constraints": {
+            "min_words": 5,
+            "fields": [{"label": "Primary text", "max_chars": 125}, {"label": "Headline", "max_chars": 40}],
+        },
         "max_new_tokens": 70,
     },
     {
@@ -165,9 +172,12 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
         "category": "seo",
         "description": "A title up to 60 characters and a meta description up to 155.",
         "variables": [_v("page", "Page topic", max_length=200), _v("keyword", "Main keyword", max_length=80)],
-        "prompt": "Write an SEO title (at most 60 characters) and a meta description (at most 155 characters) "
-        "for a page about {page}, with the keyword {keyword}.",
-        "constraints": {"max_chars": 230, "required_phrases": ["{keyword}"]},
+        "prompt": "Write an SEO title and a meta description for a page about {page}, with the keyword {keyword}.\n"
+        "Answer with exactly two lines:\nTitle: <at most 60 characters>\nMeta description: <at most 155 characters>",
+        "constraints": {
+            "required_phrases": ["{keyword}"],
+            "fields": [{"label": "Title", "max_chars": 60}, {"label": "Meta description", "max_chars": 155}],
+        },
         "max_new_tokens": 90,
     },
     {

@@ -50,7 +50,9 @@ class TemplateVersion(models.Model):
     ``variables``: ``[{"name", "label", "type": "text"|"textarea"|"choice"|"number", "required",
     "max_length", "choices", "default", "help"}]``.
     ``constraints``: ``{"min_chars", "max_chars", "min_words", "max_words", "required_phrases",
-    "banned_phrases"}``, each optional; phrases may reference variables as ``{name}``.
+    "banned_phrases", "fields"}``, each optional; phrases may reference variables as ``{name}``;
+    ``fields`` (``[{"label": "Headline", "max_chars": 30}]``) are lines the output must have
+    ("Headline: ..."), each with its own limits (generation.constraints).
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -177,6 +179,10 @@ class GenerationJob(models.Model):
         return self.prompt_tokens + self.completion_tokens
 
 
+#: The finish reason of a variant whose text was withheld (moderation or the prompt-leak filter).
+WITHHELD = "blocked"
+
+
 class Variant(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="variants")
@@ -188,8 +194,11 @@ class Variant(models.Model):
     tokens = models.PositiveIntegerField(default=0)
     finish_reason = models.CharField(max_length=16)
     seed = models.BigIntegerField(default=0)
+    #: The checks of the text shown (``final_text``): of the marketer's edit once there is one.
     constraint_report = models.JSONField(default=list)
     constraints_passed = models.BooleanField(default=True)
+    #: The checks of the model's output, kept through edits. A withheld variant has neither report.
+    original_constraint_report = models.JSONField(default=list)
     brand_fit = models.FloatField(null=True, blank=True)
     moderation = models.JSONField(default=dict, blank=True)
     # feedback
@@ -217,6 +226,23 @@ class Variant(models.Model):
     def final_text(self) -> str:
         return self.edited_text or self.text
 
+    @property
+    def is_withheld(self) -> bool:
+        """Withheld by output moderation or the prompt-leak filter: its text was not delivered."""
+        return self.finish_reason == WITHHELD
+
+    @property
+    def withheld_reason(self) -> str:
+        """Why a withheld variant's text was not delivered, for the requester; empty otherwise."""
+        if not self.is_withheld:
+            return ""
+        category = (self.moderation or {}).get("category") or "policy"
+        match = (self.moderation or {}).get("match") or ""
+        if category == "prompt_leak":
+            # The filter's match names the kind of leak, never the leaked text (generation.leakage).
+            return f"It repeated hidden prompt material ({match})." if match else "It repeated hidden prompt material."
+        return f"It was blocked by moderation ({category})."
+
 
 class BulkBatch(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -236,6 +262,7 @@ class BulkBatch(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name_plural = "bulk batches"
 
     def __str__(self) -> str:
         return f"Bulk batch {self.filename or self.pk}"
@@ -281,6 +308,7 @@ class WebhookDelivery(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name_plural = "webhook deliveries"
         constraints = [
             models.UniqueConstraint(fields=["webhook", "job", "event"], name="webhook_delivery_once_per_event"),
         ]

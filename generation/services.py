@@ -148,7 +148,9 @@ def add_template_version(
 ) -> TemplateVersion:
     errors = validate_variables_spec(variables) + constraint_checks.validate_spec(constraints)
     names = (
-        {v["name"] for v in variables if isinstance(v, dict) and "name" in v} if isinstance(variables, list) else set()
+        {v["name"] for v in variables if isinstance(v, dict) and isinstance(v.get("name"), str)}
+        if isinstance(variables, list)
+        else set()
     )
     unknown = set(re.findall(r"\{(\w+)\}", prompt)) - names
     if unknown:
@@ -483,6 +485,24 @@ def regenerate_variant(*, variant: Variant) -> Variant:
     return variant
 
 
+def recheck_constraints(variant: Variant) -> list[str]:
+    """Make the variant's report describe the text it shows now; returns the fields it changed.
+
+    An edit is checked as the marketer wrote it (it cannot be cut off at the token limit); going back
+    to the generated text brings back the report of the model's output, kept unchanged.
+    """
+    if variant.is_withheld:
+        return []  # its text is not shown, whatever was typed over it: no report, no passes
+    if variant.edited_text:
+        job = variant.job
+        report = constraint_checks.check(variant.edited_text, job.template_version.constraints, job.inputs)
+    else:
+        report = variant.original_constraint_report
+    variant.constraint_report = report
+    variant.constraints_passed = constraint_checks.passed(report)
+    return ["constraint_report", "constraints_passed"]
+
+
 @transaction.atomic
 def give_feedback(
     *,
@@ -492,7 +512,9 @@ def give_feedback(
     edited_text: str | None = None,
     approved: bool | None = None,
 ) -> Variant:
-    variant = Variant.objects.select_for_update().get(pk=variant.pk)
+    variant = (
+        Variant.objects.select_for_update(of=("self",)).select_related("job__template_version").get(pk=variant.pk)
+    )
     fields = []
     if rating is not None:
         if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
@@ -509,7 +531,7 @@ def give_feedback(
                 fields={"edited_text": ["at most 20000 characters"]},
             )
         variant.edited_text = edited_text.strip()
-        fields.append("edited_text")
+        fields += ["edited_text", *recheck_constraints(variant)]
     if approved is not None:
         variant.approved = bool(approved)
         variant.approved_at = timezone.now() if approved else None

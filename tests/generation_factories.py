@@ -85,6 +85,8 @@ class VariantFactory(DjangoModelFactory[Variant]):
     constraint_report = factory.LazyFunction(
         lambda: [{"constraint": "max_chars", "expected": 200, "actual": 31, "passed": True}]
     )
+    # As a worker stores it: the model's output's report, the same as the shown text's until an edit.
+    original_constraint_report = factory.LazyAttribute(lambda variant: variant.constraint_report)
     brand_fit = 0.8
 
 

@@ -22,7 +22,7 @@ FINISH_REASONS = {
     "length": "Hit the token limit",
     "canceled": "Canceled",
     "deadline": "Stopped at the deadline",
-    "blocked": "Withheld by moderation",
+    "blocked": "Withheld",
 }
 
 CATEGORY_LABELS = {
@@ -47,12 +47,24 @@ STATUS_BADGES = {
 }
 
 
+def _number(value: Any) -> Any:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 @register.filter
 def constraint_rule(entry: dict[str, Any]) -> str:
-    """One line of a variant's constraint report, as a rule: "At most 60 characters"."""
+    """One line of a variant's constraint report, as a rule: "At most 60 characters", "Headline: at most 30…"."""
     name, expected = entry.get("constraint"), entry.get("expected")
     if name in _LIMITS:
-        return _LIMITS[name][0].format(f"{expected:,}" if isinstance(expected, int) else expected)
+        return _LIMITS[name][0].format(_number(expected))
+    if name == "truncated":
+        return "Complete (not cut off)"
+    if name == "field_present":
+        return f"Has a “{entry.get('field')}:” line"
+    if isinstance(name, str) and name.startswith("field_") and name[6:] in _LIMITS:
+        return f"{entry.get('field')}: " + _LIMITS[name[6:]][0].format(_number(expected)).lower()
+    if name == "only_fields":
+        return "Nothing but the " + ", ".join(f"“{label}:”" for label in expected or []) + " lines"
     if name == "required_phrase":
         return f"Contains “{expected}”"
     if name == "banned_phrase":
@@ -62,10 +74,18 @@ def constraint_rule(entry: dict[str, Any]) -> str:
 
 @register.filter
 def constraint_actual(entry: dict[str, Any]) -> str:
-    """What the variant had: "72 characters", "found", "missing"."""
+    """What the variant had: "72 characters", "found", "missing", "hit the token limit"."""
     name, actual = entry.get("constraint"), entry.get("actual")
     if name in _LIMITS:
-        return _LIMITS[name][1].format(f"{actual:,}" if isinstance(actual, int) else actual)
+        return _LIMITS[name][1].format(_number(actual))
+    if name == "truncated":
+        return FINISH_REASONS.get(entry.get("finish_reason", ""), "cut off").lower() if actual else "complete"
+    if name == "field_present":
+        return "found" if actual else "missing"
+    if isinstance(name, str) and name.startswith("field_") and name[6:] in _LIMITS:
+        return _LIMITS[name[6:]][1].format(_number(actual))
+    if name == "only_fields":
+        return f"{actual} other line{'' if actual == 1 else 's'}" if actual else "nothing else"
     if name == "required_phrase":
         return "found" if actual else "missing"
     if name == "banned_phrase":
@@ -84,6 +104,10 @@ def constraint_rules(constraints: dict[str, Any] | None) -> list[str]:
     ]
     rules += [f"Contains “{p}”" for p in constraints.get("required_phrases") or []]
     rules += [f"Avoids “{p}”" for p in constraints.get("banned_phrases") or []]
+    for field in constraints.get("fields") or []:
+        set_limits = [name for name in _LIMITS if field.get(name) is not None]
+        limits = [_LIMITS[name][0].format(_number(field[name])).lower() for name in set_limits]
+        rules.append(f"A “{field['label']}:” line" + (f", {', '.join(limits)}" if limits else ""))
     return rules
 
 
@@ -170,3 +194,15 @@ def progress_phase() -> str:
 @register.simple_tag
 def rating_scale() -> list[int]:
     return [1, 2, 3, 4, 5]
+
+
+@register.filter
+def report_passed(report: list[dict[str, Any]] | None) -> bool:
+    """Whether every check of a constraint report passed (an empty report passes nothing to show)."""
+    return all(entry.get("passed") for entry in report or [])
+
+
+@register.filter
+def withheld_count(variants: Any) -> int:
+    """How many of a job's variants were withheld (moderation or the prompt-leak filter)."""
+    return sum(1 for variant in variants if variant.is_withheld)
