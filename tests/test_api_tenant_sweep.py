@@ -171,7 +171,7 @@ def test_the_schema_drives_the_list_filters():
     filtered = {route.name for route in LIST_ROUTES if any(
         p.get("schema", {}).get("format") == "uuid" for p in _query_parameters(route)
     )}
-    assert {"job-list", "customer-list"} <= filtered, filtered
+    assert {"job-list", "customer-list", "variant-list"} <= filtered, filtered
 
 
 def test_the_sweep_finds_every_kind_of_acme_row(cast):

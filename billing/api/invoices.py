@@ -17,7 +17,7 @@ from rest_framework.request import Request
 
 from billing.invoice_views import pdf_response
 from billing.models import Invoice, InvoiceLine
-from core.api import TenantViewSet
+from core.api import TenantViewSet, download_negotiation
 from organizations.models import Role
 
 
@@ -62,6 +62,6 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
     @extend_schema(
         responses={(200, "application/pdf"): OpenApiResponse(OpenApiTypes.BINARY, description="The invoice as PDF.")}
     )
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], content_negotiation_class=download_negotiation("application/pdf"))
     def pdf(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         return pdf_response(self.get_object())

@@ -22,7 +22,7 @@ from generation.models import (
     Webhook,
     WebhookDelivery,
 )
-from generation.services import storable_text
+from generation.services import VARIABLE_TYPES, storable_text
 
 #: The generation parameters of a job or a bulk batch; omitted ones take the service's defaults.
 PARAMETER_NAMES = ("num_variants", "max_new_tokens", "temperature", "top_p", "seed")
@@ -55,18 +55,46 @@ class StorableJSONField(serializers.JSONField):
 
 
 # The schema says what shape these JSON values have (the services check their content and answer with
-# their own error codes); a bare JSONField would be documented as "any value, null included".
-@extend_schema_field({"type": "array", "items": {"type": "object", "additionalProperties": True}})
-class StorableJSONList(StorableJSONField):
+# their own error codes); a bare JSONField would be documented as "any value, null included", which
+# client generators cannot type. A key is typed only where the service refuses another type: a schema
+# stricter than the service would be a promise the API does not keep (tests/test_api_schemathesis.py).
+JSON_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
+
+TEMPLATE_VARIABLE: dict[str, Any] = {
+    "type": "object",
+    "description": "A variable of the template: a form field, filled in by a job's inputs.",
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 40, "description": "A Python identifier."},
+        "type": {"type": "string", "enum": sorted(VARIABLE_TYPES), "default": "text"},
+        "max_length": {"type": "integer", "minimum": 1, "maximum": 10_000, "default": 500},
+        "label": {"description": "The form's label (text)."},
+        "required": {"description": "Whether a job must give it (true or false)."},
+        "choices": {"description": "The options of a choice variable (a list of text)."},
+        "default": {"description": "The value a job that leaves it out gets."},
+        "help": {"description": "A hint under the form field (text)."},
+    },
+    "required": ["name"],
+    "additionalProperties": True,
+}
+
+
+@extend_schema_field({"type": "array", "items": TEMPLATE_VARIABLE, "minItems": 1})
+class TemplateVariablesField(StorableJSONField):
     pass
 
 
-@extend_schema_field({"type": "object", "additionalProperties": True})
-class StorableJSONObject(StorableJSONField):
+@extend_schema_field(
+    {
+        **JSON_OBJECT,
+        "description": 'Checks of every output: {"min_chars", "max_chars", "min_words", "max_words", '
+        '"required_phrases", "banned_phrases", ...}, each optional.',
+    }
+)
+class ConstraintsField(StorableJSONField):
     pass
 
 
-@extend_schema_field({"type": "object", "additionalProperties": True})
+@extend_schema_field(JSON_OBJECT)
 class JSONObjectField(serializers.JSONField):
     pass
 
@@ -115,6 +143,9 @@ class GenerationParameters(serializers.Serializer[Any]):
 
 
 class TemplateVersionSerializer(serializers.ModelSerializer[TemplateVersion]):
+    variables = TemplateVariablesField(read_only=True)
+    constraints = ConstraintsField(read_only=True)
+
     class Meta:
         model = TemplateVersion
         fields = [
@@ -160,13 +191,13 @@ class TemplateFilterSerializer(serializers.Serializer[Any]):
 
 
 class TemplateVersionCreateSerializer(serializers.Serializer[Any]):
-    variables = StorableJSONList(
+    variables = TemplateVariablesField(
         help_text='[{"name", "label", "type": "text"|"textarea"|"choice"|"number", "required", "max_length", '
         '"choices", "default", "help"}]'
     )
     system_prompt = serializers.CharField(max_length=4000, default=COPYWRITER, trim_whitespace=False)
     prompt = serializers.CharField(max_length=8000, trim_whitespace=False, help_text="{variable} placeholders.")
-    constraints = StorableJSONObject(
+    constraints = ConstraintsField(
         default=dict,
         help_text='{"min_chars", "max_chars", "min_words", "max_words", "required_phrases", "banned_phrases"}',
     )
@@ -220,9 +251,53 @@ class BrandVoiceSerializer(serializers.ModelSerializer[BrandVoice]):
 # --- jobs and variants -------------------------------------------------------------------------
 
 
+CONSTRAINT_CHECK: dict[str, Any] = {
+    "type": "object",
+    "description": "One check of a text (generation.constraints).",
+    "properties": {
+        "constraint": {
+            "type": "string",
+            "description": "min_chars, max_chars, min_words, max_words, required_phrase, banned_phrase; "
+            "truncated (the model stopped at the token limit or the deadline: always failed); for a "
+            'template\'s fields, field_present and field_<limit> of one labelled line ("Headline: ..."), '
+            "and only_fields (no other lines).",
+        },
+        "expected": {"description": "The rule's value: a limit, a phrase, the field labels."},
+        "actual": {"description": "What the text had: a length, whether a phrase is present, other lines."},
+        "passed": {"type": "boolean"},
+        "field": {"type": "string", "description": "The field's label, for a field's checks."},
+        "finish_reason": {"type": "string", "description": "Why the model stopped, for truncated."},
+    },
+    "required": ["constraint", "expected", "actual", "passed"],
+    "additionalProperties": True,
+}
+
+
+@extend_schema_field({"type": "array", "items": CONSTRAINT_CHECK})
+class ConstraintReportField(serializers.JSONField):
+    pass
+
+
 class VariantSerializer(serializers.ModelSerializer[Variant]):
     job = serializers.UUIDField(source="job_id", read_only=True)
     final_text = serializers.CharField(read_only=True, help_text="edited_text when there is one, else text.")
+    constraint_report = ConstraintReportField(
+        read_only=True,
+        help_text="The checks of final_text: of the edit once there is one. Empty for a withheld variant.",
+    )
+    constraints_passed = serializers.BooleanField(
+        read_only=True, help_text="Whether final_text passes every check; false for a withheld variant."
+    )
+    original_constraint_report = ConstraintReportField(
+        read_only=True, help_text="The checks of the model's output (text), kept through edits."
+    )
+    withheld = serializers.BooleanField(
+        source="is_withheld",
+        read_only=True,
+        help_text="The text was withheld (moderation or the prompt-leak filter) and is not delivered.",
+    )
+    withheld_reason = serializers.CharField(read_only=True, help_text="Why it was withheld; empty otherwise.")
+    moderation = JSONObjectField(read_only=True, help_text="The output moderation's verdict; empty when none ran.")
 
     class Meta:
         model = Variant
@@ -240,6 +315,9 @@ class VariantSerializer(serializers.ModelSerializer[Variant]):
             "seed",
             "constraint_report",
             "constraints_passed",
+            "original_constraint_report",
+            "withheld",
+            "withheld_reason",
             "brand_fit",
             "moderation",
             "rating",
@@ -250,6 +328,10 @@ class VariantSerializer(serializers.ModelSerializer[Variant]):
         read_only_fields = fields
 
 
+class VariantFilterSerializer(serializers.Serializer[Any]):
+    job = serializers.UUIDField(required=False, help_text="Only this job's variants (a job id).")
+
+
 class VariantFeedbackSerializer(serializers.Serializer[Any]):
     rating = serializers.IntegerField(required=False, min_value=1, max_value=5)
     edited_text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=20_000)
@@ -258,6 +340,7 @@ class VariantFeedbackSerializer(serializers.Serializer[Any]):
 
 class JobSerializer(serializers.ModelSerializer[GenerationJob]):
     project = serializers.UUIDField(source="project_id", read_only=True)
+    inputs = JSONObjectField(read_only=True, help_text="Variable name -> value, as the job was asked.")
     template = serializers.CharField(source="template_version.template.slug", read_only=True)
     template_id = serializers.UUIDField(source="template_version.template_id", read_only=True)
     template_version = serializers.IntegerField(source="template_version.version", read_only=True)
@@ -356,6 +439,7 @@ class CreatedWebhookSerializer(WebhookSerializer):
 
 class WebhookDeliverySerializer(serializers.ModelSerializer[WebhookDelivery]):
     job = serializers.UUIDField(source="job_id", read_only=True)
+    payload = JSONObjectField(read_only=True, help_text="The body sent: the event and the job's final state.")
 
     class Meta:
         model = WebhookDelivery

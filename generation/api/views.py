@@ -13,13 +13,19 @@ from typing import Any
 from django.db.models import Prefetch, Q, QuerySet
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import TenantViewSet, no_content
+from core.api import TenantViewSet, download_negotiation, no_content
 from core.errors import Forbidden, NotFound
 from core.ids import parse_uuid
 from generation import bulk, exports, services, webhooks
@@ -38,6 +44,7 @@ from generation.api.serializers import (
     TemplateVersionCreateSerializer,
     TemplateVersionSerializer,
     VariantFeedbackSerializer,
+    VariantFilterSerializer,
     VariantSerializer,
     WebhookDeliverySerializer,
     WebhookSerializer,
@@ -87,11 +94,23 @@ class ProjectScopedCreate:
 # --- templates ---------------------------------------------------------------------------------
 
 
+#: ``/templates/{id}/``: jobs name a template by id or slug, so its own URL takes either.
+TEMPLATE_ID_OR_SLUG = OpenApiParameter(
+    "id",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    pattern=r"^[-a-zA-Z0-9_]+$",
+    description="The template's id or slug; the organization's own template before a built-in of the same slug.",
+)
+
+
+@extend_schema_view(retrieve=extend_schema(parameters=[TEMPLATE_ID_OR_SLUG]))
 class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, TenantViewSet):
     """The built-in template library plus the organization's own templates. Built-ins are read-only."""
 
     queryset = Template.objects.prefetch_related("versions")
     shared_rows = {"organization__isnull": True}
+    slug_lookup_field = "slug"
     serializer_class = TemplateSerializer
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
@@ -115,13 +134,17 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         template = Template.objects.prefetch_related("versions").get(pk=version.template_id)
         return Response(TemplateDetailSerializer(template).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses=TemplateVersionSerializer(many=True))
+    @extend_schema(parameters=[TEMPLATE_ID_OR_SLUG], responses=TemplateVersionSerializer(many=True))
     @action(detail=True, methods=["get"], pagination_class=None)
     def versions(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         versions = self.get_object().versions.order_by("-version")
         return Response(TemplateVersionSerializer(versions, many=True).data)
 
-    @extend_schema(request=TemplateVersionCreateSerializer, responses={201: TemplateVersionSerializer})
+    @extend_schema(
+        parameters=[TEMPLATE_ID_OR_SLUG],
+        request=TemplateVersionCreateSerializer,
+        responses={201: TemplateVersionSerializer},
+    )
     @versions.mapping.post
     def add_version(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         template = self.get_object()
@@ -166,7 +189,10 @@ class ProjectContentViewSet(TenantViewSet):
         return Response(BrandVoiceSerializer(voice).data)
 
     @extend_schema(operation_id="projects_export_csv", responses={(200, "text/csv"): CSV_FILE})
-    @action(detail=True, methods=["get"], url_path="export.csv", url_name="export-csv")
+    @action(
+        detail=True, methods=["get"], url_path="export.csv", url_name="export-csv",
+        content_negotiation_class=download_negotiation("text/csv"),
+    )
     def export_csv(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         """Every current variant of the project with its job's inputs, template and feedback."""
         project = self.get_object()
@@ -179,7 +205,10 @@ class ProjectContentViewSet(TenantViewSet):
         ],
         responses={(200, "application/jsonl"): OpenApiResponse(OpenApiTypes.STR, description="Chat JSONL.")},
     )
-    @action(detail=True, methods=["get"], url_path="export.jsonl", url_name="export-jsonl")
+    @action(
+        detail=True, methods=["get"], url_path="export.jsonl", url_name="export-jsonl",
+        content_negotiation_class=download_negotiation("application/jsonl"),
+    )
     def export_jsonl(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         """Fine-tuning data: one chat conversation (system, user, assistant) per line."""
         project = self.get_object()
@@ -266,13 +295,27 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
         return Response(JobSerializer(self.get_queryset().get(pk=job.pk)).data)
 
 
-class VariantViewSet(mixins.RetrieveModelMixin, TenantViewSet):
-    """The current variants of jobs: feedback (rating, edits, approval) and regeneration."""
+class VariantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """The current variants of jobs: listed (``?job=`` for one job's), feedback (rating, edits, approval)
+    and regeneration."""
 
     queryset = Variant.objects.filter(is_current=True)
     serializer_class = VariantSerializer
     organization_field = "job__organization"
     project_field = "job__project"
+
+    @extend_schema(parameters=[VariantFilterSerializer])
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Newest jobs first, each job's variants by index. A job of another organization lists nothing."""
+        return super().list(request, *args, **kwargs)
+
+    def filter_queryset(self, queryset: QuerySet[Variant]) -> QuerySet[Variant]:
+        if self.action != "list":
+            return queryset
+        wanted = _validated(VariantFilterSerializer, self.request.query_params).validated_data
+        if "job" in wanted:
+            queryset = queryset.filter(job_id=wanted["job"])
+        return queryset.order_by("-job__created_at", "job_id", "index")
 
     @extend_schema(request=VariantFeedbackSerializer, responses=VariantSerializer)
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -375,7 +418,10 @@ class BulkBatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Project
         return Response(BulkBatchSerializer(batch).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(operation_id="bulk_results_csv", responses={(200, "text/csv"): CSV_FILE})
-    @action(detail=True, methods=["get"], url_path="results.csv", url_name="results-csv")
+    @action(
+        detail=True, methods=["get"], url_path="results.csv", url_name="results-csv",
+        content_negotiation_class=download_negotiation("text/csv"),
+    )
     def results_csv(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         """One line per row of the file: status, error, and each variant's text."""
         batch = self.get_object()

@@ -8,14 +8,18 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Q, QuerySet
+from django.core.validators import slug_re
+from django.db.models import F, Q, QuerySet
 from django.http import Http404
 from rest_framework import exceptions, permissions, status, viewsets
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.mediatypes import media_type_matches
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from core.errors import DomainError
+from core.ids import parse_uuid
 from core.tenancy import Tenant, resolve_tenant
 from organizations.models import Role
 
@@ -115,6 +119,10 @@ class TenantViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
     #: Rows every organization sees besides its own, as a lookup, e.g. ``{"organization__isnull": True}``
     #: for the built-in template library. They are shared reads: the view must refuse writes on them.
     shared_rows: ClassVar[dict[str, Any] | None] = None
+    #: A field a detail URL may name the object by instead of its id (templates: ``/templates/{slug}/``),
+    #: used for any value that is not a UUID. Where a row of the organization and a shared row have
+    #: the same value, the organization's own is the one found, as ``services.resolve_version`` does.
+    slug_lookup_field: ClassVar[str | None] = None
 
     _SEALED = ("get_queryset", "get_object", "tenant", "permission_denied")
 
@@ -154,9 +162,31 @@ class TenantViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
         if lookup_url_kwarg not in self.kwargs:
             return False
         try:
-            return not self.get_queryset().filter(**{self.lookup_field: self.kwargs[lookup_url_kwarg]}).exists()
+            return not self._named(self.get_queryset(), self.kwargs[lookup_url_kwarg]).exists()
         except (TypeError, ValueError, DjangoValidationError):
             return True
+
+    def _named(self, queryset: QuerySet[Any], value: Any) -> QuerySet[Any]:
+        """The rows a detail URL's ``value`` names: by id, or by ``slug_lookup_field``, own rows first."""
+        if self.slug_lookup_field is not None and parse_uuid(value) is None:
+            if not slug_re.fullmatch(str(value)):  # no slug has it; "\x00" would even fail the query
+                return queryset.none()
+            own_first = F(self.organization_field).asc(nulls_last=True)
+            return queryset.filter(**{self.slug_lookup_field: value}).order_by(own_first)
+        return queryset.filter(**{self.lookup_field: value})
+
+    def get_object(self) -> Any:
+        """DRF's ``get_object`` over the scoped queryset, also finding an object by ``slug_lookup_field``."""
+        queryset = self.filter_queryset(self.get_queryset())
+        value = self.kwargs[self.lookup_url_kwarg or self.lookup_field]
+        try:
+            found = self._named(queryset, value).first()
+        except (TypeError, ValueError, DjangoValidationError):  # not an id at all: nothing has it
+            found = None
+        if found is None:
+            raise exceptions.NotFound()
+        self.check_object_permissions(self.request, found)
+        return found
 
     def required_role(self) -> Role:
         if self.action in self.action_roles:
@@ -187,6 +217,30 @@ class TenantViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
 
     def audit_context(self) -> dict[str, Any]:
         return {"actor": self.tenant.user, "api_key": self.tenant.api_key}
+
+
+def download_negotiation(media_type: str) -> type[DefaultContentNegotiation]:
+    """The content negotiation of an action that answers a file of ``media_type`` (a PDF, a CSV export).
+
+    DRF answers 406 to an Accept that none of the view's renderers (JSON) matches, before
+    the view runs; but the file is not rendered by them, and a client generated from the
+    schema asks for the media type the schema names for it. So an Accept that takes the
+    file's type is served; errors are still JSON (the first renderer); any other Accept
+    (``application/xml``) is still a 406.
+    Use: ``@action(..., content_negotiation_class=download_negotiation("application/pdf"))``.
+    """
+
+    class DownloadNegotiation(DefaultContentNegotiation):
+        def select_renderer(self, request: Request, renderers: Any, format_suffix: str | None = None) -> Any:
+            try:
+                return super().select_renderer(request, renderers, format_suffix)
+            except exceptions.NotAcceptable:
+                accepted = [entry.split(";")[0].strip() for entry in self.get_accept_list(request)]
+                if not any(media_type_matches(entry, media_type) for entry in accepted):
+                    raise
+                return renderers[0], renderers[0].media_type
+
+    return DownloadNegotiation
 
 
 def no_content() -> Response:

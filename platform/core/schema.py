@@ -89,13 +89,18 @@ class AutoSchema(openapi.AutoSchema):
         if field.read_only and getattr(field, "default", serializers.empty) is None and "$ref" not in schema:
             schema["nullable"] = True
         # A bare JSONField is documented as "any value", null included, but it refuses null unless allow_null.
+        # (Each kind is a complete schema: client generators drop an operation with an array lacking items.)
         if (
             direction == "request"
             and isinstance(field, serializers.JSONField)
             and not field.allow_null
             and not {"type", "anyOf", "oneOf", "allOf", "$ref"} & set(schema)
         ):
-            schema["anyOf"] = [{"type": kind} for kind in ("object", "array", "string", "number", "boolean")]
+            schema["anyOf"] = [
+                {"type": "object", "additionalProperties": True},
+                {"type": "array", "items": {}},
+                *({"type": kind} for kind in ("string", "number", "boolean")),
+            ]
         # A required text is trimmed before the blank check: "  " is blank, so the schema asks for one
         # character that is not whitespace to Python (``str.isspace`` also covers \x1c-\x1f).
         if (

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from generation.api.serializers import StorableJSONField
+from core.schema import NOT_BLANK
+from generation.api.serializers import JSON_OBJECT, JSONObjectField, NonEmptyFileField, StorableJSONField
 from recommendations import results
 from recommendations.importing import FIELDS, INGEST_MAX_ROWS
 from recommendations.models import (
@@ -22,11 +24,208 @@ from recommendations.models import (
 )
 from recommendations.services import MAX_HOLDOUT_DAYS, MAX_ITEMS_PER_CUSTOMER, MAX_K, SEGMENT_KEYS
 
+# --- JSON shapes ---------------------------------------------------------------------------------
+# What these JSON values hold, for the schema: the services check them and answer with their own codes.
+# A key is typed only where the service refuses another type (see generation.api.serializers).
+
+#: Customer and item attributes as stored: names to text (numbers and booleans are stored as text).
+ATTRIBUTES: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": {"type": "string"},
+    "description": 'Names to values, e.g. {"country": "France", "name": "Ada"}.',
+}
+_SENT_ATTRIBUTES: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]},
+    "maxProperties": 50,
+    "description": "Names to text or numbers; a customer's country is the one campaign segments filter on.",
+}
+_NAME = {"type": "string", "maxLength": 100, "pattern": NOT_BLANK}
+
+
+def _record(title: str, what: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """A record of a batch: the documented object, or any other value, which is reported, not refused."""
+    return {
+        "anyOf": [
+            {"title": title, "type": "object", "properties": properties, "required": required,
+             "additionalProperties": False},
+            {},
+        ],
+        "description": f"{what} Any other value is reported by its index in the answer's errors (the rest "
+        "of the batch is stored), so a batch never fails for one bad record.",
+    }
+
+
+INGEST_EVENT = _record(
+    "IngestEvent",
+    "An event. Without event_id, one is derived from its content, so a retried batch stores nothing twice.",
+    {
+        "event_id": {"type": "string", "maxLength": 200},
+        "customer": {"type": "string", "maxLength": 100, "description": "The customer's external id."},
+        "sku": {"type": "string", "maxLength": 100},
+        "type": {"type": "string", "enum": list(EventType.values), "default": EventType.PURCHASE.value},
+        "value": {"type": "number", "default": 1, "description": "A quantity or a rating."},
+        "timestamp": {
+            "anyOf": [{"type": "string"}, {"type": "number", "minimum": 0}],
+            "description": "ISO 8601 text or Unix seconds; not in the future.",
+        },
+    },
+    ["customer", "sku", "timestamp"],
+)
+INGEST_ITEM = _record(
+    "IngestItem",
+    "A catalog item, upserted by SKU before the events.",
+    {
+        "sku": {"type": "string", "maxLength": 100},
+        "title": {"type": "string", "maxLength": 300},
+        "description": {"type": "string", "maxLength": 5000},
+        "price": {"anyOf": [{"type": "string"}, {"type": "number"}], "description": "A number or a decimal string."},
+        "attributes": _SENT_ATTRIBUTES,
+    },
+    ["sku"],
+)
+INGEST_CUSTOMER = _record(
+    "IngestCustomer",
+    "A customer, upserted by external id before the events.",
+    {"external_id": {"type": "string", "maxLength": 100}, "attributes": _SENT_ATTRIBUTES},
+    ["external_id"],
+)
+
+_NAMES = {
+    "anyOf": [{"type": "array", "items": _NAME, "maxItems": 1000}, {**_NAME, "pattern": f"^$|{NOT_BLANK}"}],
+    "nullable": True,
+    "description": "At most 1000 names (one name alone may be sent as text).",
+}
+_COUNT = {"type": "integer", "minimum": 1, "nullable": True}
+CAMPAIGN_SEGMENT: dict[str, Any] = {
+    "type": "object",
+    "description": "Which customers the campaign reaches; every filter is optional, an empty segment is everyone.",
+    "properties": {
+        "countries": {**_NAMES, "description": "Customers whose country attribute is one of these."},
+        "customers": {**_NAMES, "description": "These customers only (external ids)."},
+        "attributes": {
+            "type": "object",
+            "nullable": True,
+            "maxProperties": 20,
+            "additionalProperties": {"type": "string", "maxLength": 200},
+            "description": "Exact matches on other attributes (names of at most 60 characters).",
+        },
+        "purchased_within_days": {
+            **_COUNT,
+            "maximum": 3650,
+            "description": "Bought something in the N days before the project's latest event.",
+        },
+        "min_purchases": {**_COUNT, "maximum": 100_000, "description": "At least N purchase events."},
+        "limit": {**_COUNT, "maximum": 100_000, "description": "At most this many customers, recent buyers first."},
+    },
+    "additionalProperties": False,
+}
+CAMPAIGN_PARAMETERS: dict[str, Any] = {
+    "type": "object",
+    "description": "Generation parameters of every job; each optional.",
+    "properties": {
+        "max_new_tokens": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": settings.GENERATION_MAX_NEW_TOKENS,
+            "nullable": True,
+            "description": "Default: the template's.",
+        },
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2, "default": 0.2},
+        "top_p": {"type": "number", "minimum": 0.01, "maximum": 1},
+        "seed": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "nullable": True},
+    },
+    "additionalProperties": False,
+}
+#: As stored on a campaign: what was asked, with the defaults it got and one variant per job.
+_CAMPAIGN_PARAMETERS_STORED: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "num_variants": {"type": "integer"},
+        "max_new_tokens": {"type": "integer", "nullable": True},
+        "temperature": {"type": "number"},
+        "top_p": {"type": "number"},
+        "seed": {"type": "integer", "nullable": True},
+    },
+    "additionalProperties": True,
+}
+RECOMMENDED_ITEM: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "sku": {"type": "string"},
+        "title": {"type": "string"},
+        "score": {"type": "number"},
+        "reason": {"type": "string"},
+    },
+    "required": ["sku", "title", "score", "reason"],
+}
+
+
+@extend_schema_field(ATTRIBUTES)
+class AttributesField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(INGEST_EVENT)
+class IngestEventField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(INGEST_ITEM)
+class IngestItemField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(INGEST_CUSTOMER)
+class IngestCustomerField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(CAMPAIGN_SEGMENT)
+class SegmentField(StorableJSONField):
+    pass
+
+
+@extend_schema_field(CAMPAIGN_PARAMETERS)
+class CampaignParametersField(StorableJSONField):
+    pass
+
+
+@extend_schema_field(_CAMPAIGN_PARAMETERS_STORED)
+class StoredCampaignParametersField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({**JSON_OBJECT, "description": "Template inputs shared by every customer."})
+class SharedInputsField(StorableJSONField):
+    pass
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {"customer": {"type": "string"}, "reason": {"type": "string"}},
+            "required": ["customer", "reason"],
+        },
+    }
+)
+class SkippedField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({"type": "array", "items": RECOMMENDED_ITEM})
+class RecommendedItemsField(serializers.JSONField):
+    pass
+
+
 # --- catalog, customers, events ------------------------------------------------------------------
 
 
 class CatalogItemSerializer(serializers.ModelSerializer[CatalogItem]):
     project = serializers.UUIDField(source="project_id", read_only=True)
+    attributes = AttributesField(read_only=True)
 
     class Meta:
         model = CatalogItem
@@ -36,6 +235,7 @@ class CatalogItemSerializer(serializers.ModelSerializer[CatalogItem]):
 
 class CustomerSerializer(serializers.ModelSerializer[Customer]):
     project = serializers.UUIDField(source="project_id", read_only=True)
+    attributes = AttributesField(read_only=True)
 
     class Meta:
         model = Customer
@@ -86,7 +286,7 @@ class EventFilterSerializer(serializers.Serializer[Any]):
 class IngestSerializer(serializers.Serializer[Any]):
     project = serializers.UUIDField()
     events = serializers.ListField(
-        child=serializers.JSONField(),
+        child=IngestEventField(allow_null=True),  # a null record is reported by its index, as any other bad one
         required=False,
         default=list,
         max_length=INGEST_MAX_ROWS,
@@ -94,14 +294,14 @@ class IngestSerializer(serializers.Serializer[Any]):
         '"timestamp": ISO 8601 or Unix seconds}]; event_id is optional (derived from the content when absent).',
     )
     items = serializers.ListField(
-        child=serializers.JSONField(),
+        child=IngestItemField(allow_null=True),  # a null record is reported by its index, as any other bad one
         required=False,
         default=list,
         max_length=INGEST_MAX_ROWS,
         help_text='[{"sku", "title", "description", "price", "attributes"}]: upserted before the events.',
     )
     customers = serializers.ListField(
-        child=serializers.JSONField(),
+        child=IngestCustomerField(allow_null=True),  # a null record is reported by its index, as any other bad one
         required=False,
         default=list,
         max_length=INGEST_MAX_ROWS,
@@ -135,6 +335,8 @@ class IngestResultSerializer(serializers.Serializer[Any]):
 
 class DataImportSerializer(serializers.ModelSerializer[DataImport]):
     project = serializers.UUIDField(source="project_id", read_only=True)
+    mapping = JSONObjectField(read_only=True, help_text="Field -> the file's column it was read from.")
+    report = JSONObjectField(read_only=True, help_text="Rows per outcome, errors by line, what was created.")
 
     class Meta:
         model = DataImport
@@ -155,7 +357,7 @@ class DataImportSerializer(serializers.ModelSerializer[DataImport]):
 
 class DataImportCreateSerializer(serializers.Serializer[Any]):
     project = serializers.UUIDField()
-    file = serializers.FileField(help_text="CSV, UTF-8, comma-separated, with a header row.")
+    file = NonEmptyFileField(help_text="CSV, UTF-8, comma-separated, with a header row.")
     mapping = serializers.CharField(
         required=False,
         allow_blank=True,
@@ -183,6 +385,11 @@ class RecommendationJobSerializer(serializers.ModelSerializer[RecommendationJob]
         read_only=True, allow_null=True, help_text="The model's NDCG@K over the popularity baseline's."
     )
     compute_seconds = serializers.DecimalField(max_digits=12, decimal_places=3, read_only=True)
+    metrics = JSONObjectField(
+        read_only=True,
+        help_text='{"model": {...}, "popularity": {...}, ...} from the time-split evaluation.',
+    )
+    stats = JSONObjectField(read_only=True, help_text="Events, customers and items trained on; timings.")
 
     class Meta:
         model = RecommendationJob
@@ -277,7 +484,12 @@ class CampaignSerializer(serializers.ModelSerializer[Campaign]):
     template = serializers.CharField(source="template_version.template.slug", read_only=True)
     template_version = serializers.IntegerField(source="template_version.version", read_only=True)
     recommendation_job = serializers.UUIDField(source="recommendation_job_id", read_only=True)
-    inputs = serializers.JSONField(source="extra_inputs", read_only=True)
+    segment = SegmentField(read_only=True)
+    inputs = JSONObjectField(
+        source="extra_inputs", read_only=True, help_text="Template inputs shared by every customer."
+    )
+    params = StoredCampaignParametersField(read_only=True)
+    skipped = SkippedField(read_only=True, help_text="Customers of the segment that got no job, and why.")
     progress = serializers.SerializerMethodField()
     done = serializers.SerializerMethodField(help_text="Every customer's job has finished.")
 
@@ -323,12 +535,12 @@ class CampaignCreateSerializer(serializers.Serializer[Any]):
         help_text="A template id or slug with a product or products variable.",
     )
     template_version = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**31 - 1)
-    segment = StorableJSONField(
+    segment = SegmentField(
         default=dict, help_text="Filters: " + ", ".join(sorted(SEGMENT_KEYS)) + " (see the campaign docs)."
     )
     items_per_customer = serializers.IntegerField(default=3, help_text=f"1..{MAX_ITEMS_PER_CUSTOMER}")
-    inputs = StorableJSONField(default=dict, help_text="Template inputs shared by every customer.")
-    params = StorableJSONField(
+    inputs = SharedInputsField(default=dict)
+    params = CampaignParametersField(
         default=dict, help_text="max_new_tokens, temperature (default 0.2: small models follow the template best), "
         "top_p, seed."
     )
@@ -338,7 +550,7 @@ class CampaignRecipientSerializer(serializers.Serializer[Any]):
     customer = serializers.UUIDField(source="recipient.customer_id")
     external_id = serializers.CharField(source="recipient.customer.external_id")
     country = serializers.CharField(source="recipient.customer.country")
-    items = serializers.JSONField(source="recipient.items", help_text="The recommended items the copy is about.")
+    items = RecommendedItemsField(source="recipient.items", help_text="The recommended items the copy is about.")
     job = serializers.UUIDField(source="recipient.job_id", allow_null=True)
     status = serializers.CharField()
     error = serializers.CharField(source="recipient.error")

@@ -18,7 +18,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import TenantViewSet
+from core.api import TenantViewSet, download_negotiation
 from core.errors import InvalidInput
 from generation.api.views import CSV_FILE, ProjectScopedCreate, _download, _validated
 from projects.models import Project
@@ -372,7 +372,10 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectS
         return self.get_paginated_response(CampaignRecipientSerializer(results.results(page), many=True).data)
 
     @extend_schema(operation_id="campaign_results_csv", responses={(200, "text/csv"): CSV_FILE})
-    @action(detail=True, methods=["get"], url_path="results.csv", url_name="results-csv")
+    @action(
+        detail=True, methods=["get"], url_path="results.csv", url_name="results-csv",
+        content_negotiation_class=download_negotiation("text/csv"),
+    )
     def results_csv(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         """One line per customer (spreadsheet-safe): items, status, copy, mentioned items."""
         campaign = self.get_object()

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api.serializers import UserSerializer
-from apikeys.models import ApiKey
+from apikeys.models import ApiKey, Scope
 from core.tenancy import resolve_tenant
 
 
@@ -20,8 +20,25 @@ class MeView(APIView):
             "Me",
             {
                 "user": UserSerializer(allow_null=True),
-                "api_key": serializers.DictField(allow_null=True),
-                "organization": serializers.DictField(allow_null=True),
+                "api_key": inline_serializer(
+                    "MeApiKey",
+                    {
+                        "id": serializers.UUIDField(),
+                        "name": serializers.CharField(),
+                        "scope": serializers.ChoiceField(choices=Scope.choices),
+                        "project": serializers.UUIDField(
+                            allow_null=True, help_text="The one project the key is restricted to; null: every one."
+                        ),
+                    },
+                    allow_null=True,
+                    help_text="The API key of the call; null for a signed-in user.",
+                ),
+                "organization": inline_serializer(
+                    "MeOrganization",
+                    {"id": serializers.UUIDField(), "name": serializers.CharField(), "slug": serializers.CharField()},
+                    allow_null=True,
+                    help_text="The organization the call acts in; null for a user who belongs to none.",
+                ),
                 "role": serializers.CharField(allow_null=True),
             },
         )
