@@ -11,8 +11,11 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.formats import date_format
+from django.utils.html import format_html
 
-from billing import invoicing
+from billing import formatting, invoicing, usage
 from billing import services as billing_services
 from billing.models import (
     BillingAccount,
@@ -250,6 +253,41 @@ class BillingOrganizationAdmin(OrganizationAdmin):
     list_display = [*OrganizationAdmin.list_display, "plan", "billing_status"]
     list_select_related = ["subscription__plan"]
     actions = ["grant_credits", "adjust_ledger", "suspend", "unsuspend"]
+    # The change page answers "what is this organization on, and what has it used?" without a second page.
+    billing_fields = ["plan", "billing_status", "subscription_link", "usage_this_period"]
+    readonly_fields = [*OrganizationAdmin.readonly_fields, *billing_fields]
+    billing_fieldset = ("Billing", {"classes": ["billing-summary"], "fields": billing_fields})
+
+    def get_fieldsets(self, request: HttpRequest, obj: Organization | None = None) -> Any:
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is None:
+            return fieldsets
+        others = [
+            (name, {**options, "fields": [f for f in options["fields"] if f not in self.billing_fields]})
+            for name, options in fieldsets
+        ]
+        return [*others, self.billing_fieldset]
+
+    @admin.display(description="subscription")
+    def subscription_link(self, obj: Organization) -> str:
+        subscription = _subscription_of(obj)
+        if subscription is None:
+            return "None: the default plan, without a billing period of its own"
+        url = reverse("admin:billing_subscription_change", args=[subscription.pk])
+        ends = date_format(subscription.current_period_end, "j M Y")
+        pending = f", then {subscription.pending_plan.name}" if subscription.pending_plan_id else ""
+        return format_html('<a href="{}">{}, period ends {}{}</a>', url, subscription.plan.name, ends, pending)
+
+    @admin.display(description="usage this period")
+    def usage_this_period(self, obj: Organization) -> str:
+        now = usage.allowance(obj)
+        period = usage.parse_range(obj, start=None, end=None)
+        granted = f" (with {now.credit_tokens:,} credits)" if now.credit_tokens else ""
+        return (
+            f"{now.used_tokens:,} of {now.included_tokens + now.credit_tokens:,} tokens used{granted}, "
+            f"{now.reserved_tokens:,} held by running jobs, {formatting.money(now.overage_amount)} billed; "
+            f"{formatting.period(period.first_day, period.last_day)}"
+        )
 
     @admin.display(description="plan")
     def plan(self, obj: Organization) -> str:

@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils.formats import date_format
 from django.views.decorators.http import require_POST
 
-from billing import charts, payments, services, usage
+from billing import charts, formatting, payments, services, usage
 from billing.models import LedgerEntry, Plan, Subscription
 from core.errors import DomainError
 from core.web import action_done, action_failed, add_domain_error, form_status, is_htmx, tenant_required
@@ -42,7 +42,7 @@ class PlanChangeForm(forms.Form):
 
 
 def _plan_choice_label(plan: Plan, current: Plan) -> str:
-    label = f"{plan.name}: ${plan.monthly_price:,}/month, {charts.compact(plan.included_tokens)} tokens"
+    label = f"{plan.name}: {formatting.money(plan.monthly_price)}/month, {charts.compact(plan.included_tokens)} tokens"
     return f"{label} (current)" if plan.pk == current.pk else label
 
 
@@ -71,6 +71,7 @@ def _usage_context(request: HttpRequest, by: str) -> dict[str, Any]:
         "rows": usage.grouped(organization, entries, period, by),
         "totals": usage.totals(entries, period),
         "period": period,
+        "period_label": formatting.period(period.first_day, period.last_day),
     }
 
 

@@ -26,7 +26,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from core.errors import DomainError, InvalidInput
-from core.web import action_done, action_failed, form_status, post_data, tenant_required
+from core.web import action_done, action_failed, form_status, htmx_fragment, post_data, tenant_required
 from generation import services
 from generation.forms import (
     BrandVoiceForm,
@@ -40,6 +40,7 @@ from generation.models import BrandVoice, BulkBatch, GenerationJob, JobStatus, T
 from generation.templatetags.generation_tags import category_label
 from organizations.models import Role
 from projects.models import Project
+from workers.heartbeat import GENERATION_QUEUE, queue_status
 
 #: Jobs per history page.
 HISTORY_PAGE_SIZE = 25
@@ -153,7 +154,18 @@ def generate(request: HttpRequest, template_id: Any) -> HttpResponse:
 
 def _job_context(job: GenerationJob) -> dict[str, Any]:
     variants = job.variants.filter(is_current=True).select_related("job", "job__template_version")
-    return {"job": job, "variants": variants.order_by("index")}
+    context = {"job": job, "variants": variants.order_by("index")}
+    if job.status == JobStatus.QUEUED:
+        context["queue"] = _generation_queue()
+    return context
+
+
+def _generation_queue() -> dict[str, Any] | None:
+    """Whether a worker can take a queued job now (heartbeats in Redis); None when that is unknown."""
+    try:
+        return queue_status([GENERATION_QUEUE])[GENERATION_QUEUE]
+    except Exception:  # Redis away or a garbled heartbeat: the page still shows, without the notice
+        return None
 
 
 def _get_job(request: HttpRequest, pk: Any) -> GenerationJob:
@@ -273,12 +285,19 @@ def variant_card(request: HttpRequest, pk: Any, index: int) -> HttpResponse:
         after, since = int(request.GET.get("after", "")), int(request.GET.get("since", ""))
     except ValueError:
         after = since = None  # type: ignore[assignment]
-    if after is not None and variant.revision <= after:
+    if after is None:
+        return render(request, "generation/_variant.html", context)
+    label = f"Variant {variant.index + 1}"
+    if variant.revision <= after:
         if time.time() - since < settings.GENERATION_JOB_DEADLINE_S:
             context.update(pending_after=after, pending_since=since)
-        else:
-            context["pending_stalled"] = True
-    return render(request, "generation/_variant.html", context)
+            return render(request, "generation/_variant.html", context)
+        context["pending_stalled"] = True
+        messages.warning(request, f"{label}: the new take is taking long; reload the page later.")
+    else:
+        messages.success(request, f"{label} has a new take.")
+    # The last poll replaces the "Regenerating variant N…" notice, which would otherwise stay up.
+    return htmx_fragment(request, "generation/_variant.html", context)
 
 
 # --- history -------------------------------------------------------------------------------------

@@ -81,6 +81,8 @@ REASON_ITEMS = "Bought together with {title}"
 REASON_ALS = "Popular with similar customers"
 REASON_CONTENT = "Similar to {title}"
 REASON_POP = "Popular right now"
+# An item from the customer's own history (viewed, not bought) that no other item of theirs explains.
+REASON_HISTORY = "Already in their history"
 
 
 @dataclass(frozen=True)
@@ -427,7 +429,8 @@ class Model:
             return codes.cpu().numpy(), scores.cpu().numpy(), kind_names
 
     def _best_history_items(self, history: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray, kind: str) -> np.ndarray:
-        """For each (row, item) pair: the history item of that row that explains the item best (-1 if none)."""
+        """For each (row, item) pair: the history item of that row, other than the item itself, that
+        explains the item best (-1 if none)."""
         result = np.full(len(rows), -1, dtype=np.int64)
         if not len(rows):
             return result
@@ -452,6 +455,9 @@ class Model:
             for s in range(0, len(pair), step):
                 a, b = self.embeddings[hist_items[s : s + step]], self.embeddings[targets[s : s + step]]
                 values[s : s + step] = np.einsum("ij,ij->i", a, b)
+        # An item recommended from the customer's own history (viewed, not bought) is most similar to
+        # itself; "Similar to Foam mat" on the Foam mat explains nothing, so the reason names another item.
+        values[hist_items == targets] = -np.inf
         bounds = np.concatenate(([0], np.cumsum(lengths)))
         maxima = np.maximum.reduceat(values, bounds[:-1])
         is_max = values >= np.repeat(maxima, lengths)
@@ -478,9 +484,14 @@ class Model:
         titles = item_titles or {}
         for kind, template in (("items", REASON_ITEMS), ("content", REASON_CONTENT)):
             rows, cols = np.nonzero((kinds == kind) & finite)
-            best = self._best_history_items(history, rows, codes[rows, cols], kind)
+            targets = codes[rows, cols]
+            best = self._best_history_items(history, rows, targets, kind)
+            again = np.asarray(history[rows, targets]).ravel() > 0 if len(rows) else np.zeros(0, dtype=bool)
             texts: dict[int, str] = {-1: REASON_ALS if kind == "items" else REASON_POP}
-            for r, c, b in zip(rows.tolist(), cols.tolist(), best.tolist(), strict=True):
+            for r, c, b, seen in zip(rows.tolist(), cols.tolist(), best.tolist(), again.tolist(), strict=True):
+                if b < 0 and seen:
+                    reasons[r, c] = REASON_HISTORY
+                    continue
                 text = texts.get(b)
                 if text is None:
                     item_id = self.item_ids[b]

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from audit.models import AuditLog
 from billing.models import BillingAccount, LedgerEntry, LedgerKind, Plan, Subscription
-from billing.services import ensure_billing_account
+from billing.services import charge_compute, ensure_billing_account
 from tests.billing_support import subscribe
 from tests.factories import UserFactory
 
@@ -180,3 +180,30 @@ def test_non_staff_cannot_use_the_actions(cast, client):
 
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
     assert not LedgerEntry.objects.exists()
+
+
+def test_the_organization_page_shows_plan_subscription_and_this_periods_usage(cast, staff):
+    # given: Acme on Pro, with 1,200 tokens used and 30 GPU seconds billed this period
+    subscription = subscribe(cast.org, Plan.objects.get(code="pro"))
+    account = ensure_billing_account(cast.org)
+    BillingAccount.objects.filter(pk=account.pk).update(tokens_used_in_period=1_200)
+    charge_compute(organization=cast.org, reference="recommendation:admin", seconds="30", project=cast.project)
+
+    # when
+    response = staff.get(reverse("admin:organizations_organization_change", args=[cast.org.pk]))
+
+    # then: a read-only Billing section, linking to the subscription
+    html = response.content.decode()
+    assert response.status_code == 200
+    billing = html[html.index('class="module aligned billing-summary"') :]
+    assert "Pro" in billing and "Active" in billing
+    assert reverse("admin:billing_subscription_change", args=[subscription.pk]) in billing
+    assert "1,200 of 3,000,000 tokens used, 0 held by running jobs, $0.02 billed" in billing
+    assert 'name="plan"' not in html  # shown, not editable
+
+
+def test_the_add_organization_page_has_no_billing_section(staff):
+    response = staff.get(reverse("admin:organizations_organization_add"))
+
+    assert response.status_code == 200
+    assert "billing-summary" not in response.content.decode()

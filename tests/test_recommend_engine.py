@@ -261,3 +261,35 @@ def test_bench_synthetic_prints_train_and_score_times(capsys):
 
 def _fast_args() -> list[str]:
     return [arg for key, value in FAST.items() for arg in ("--param", f"{key}={value}")]
+
+
+def test_a_reason_never_names_the_recommended_item_itself():
+    # given: every customer viewed items of one look-alike family; "solo" viewed the foam mat and a pillow
+    rng = np.random.default_rng(5)
+    centre = rng.standard_normal(16)
+    family = ["mat", "pillow", "bag", "liner"]
+    embeddings = {item: centre + 0.05 * rng.standard_normal(16) for item in family}
+    records = [(f"u{u}", item, 1.0, T0 + u) for u in range(12) for item in family[u % 2 :: 2]]
+    records += [("solo", "mat", 1.0, T0 + 50), ("solo", "pillow", 1.0, T0 + 51)]
+    titles = {"mat": "Foam mat", "pillow": "Camp pillow", "bag": "Sleeping bag", "liner": "Bag liner"}
+    model = train(Interactions.from_records(records), item_embeddings=embeddings, w_items=0, w_als=0, **FAST)
+
+    # when: viewed items stay candidates (the job does this when events are not all purchases)
+    recs = {r.item_id: r.reason for r in model.recommend("solo", k=4, exclude_seen=False, item_titles=titles)}
+
+    # then: the mat is explained by the pillow, never by itself
+    assert recs["mat"] == "Similar to Camp pillow"
+    assert recs["pillow"] == "Similar to Foam mat"
+    for item_id, reason in recs.items():
+        assert reason != f"Similar to {titles[item_id]}"
+
+
+def test_an_item_only_its_own_history_explains_says_so():
+    rng = np.random.default_rng(6)
+    embeddings = {item: rng.standard_normal(16) for item in ("mat", "stove")}
+    records = [("u0", "mat", 1.0, T0), ("u1", "stove", 1.0, T0), ("solo", "mat", 1.0, T0 + 9)]
+    model = train(Interactions.from_records(records), item_embeddings=embeddings, w_items=0, w_als=0, **FAST)
+
+    recs = model.recommend("solo", k=2, exclude_seen=False, item_titles={"mat": "Foam mat"})
+
+    assert {r.item_id: r.reason for r in recs}["mat"] == "Already in their history"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from apikeys.services import create_api_key
 from audit.models import AuditLog
+from billing import formatting
 from billing.charts import compact, nice_ceiling, stacked_bars
 from billing.models import LedgerEntry, Plan, Subscription
 from billing.services import charge_compute, reserve_for_job, settle_job
@@ -215,10 +216,10 @@ def test_a_suspended_organization_is_told_so(cast):
     assert "This organization is suspended" in html
 
 
-def test_the_organization_menu_links_to_billing(cast):
+def test_the_main_navigation_links_to_billing(cast):
     html = _client(cast.viewer).get(PAGE).content.decode()
 
-    assert '<a class="dropdown-item is-current" href="/billing/" role="menuitem">Billing and usage</a>' in html
+    assert '<a href="/billing/" aria-current="page">Billing</a>' in html
 
 
 def test_an_empty_period_says_so(cast):
@@ -291,8 +292,7 @@ def test_switching_the_breakdown_swaps_the_chart_in_place(browser_page, live_ser
     page.wait_for_url(f"{base}/")
 
     # when: the Billing page, then "By API key"
-    page.click(".switcher summary")
-    page.click(".switcher >> text=Billing and usage")
+    page.click("nav >> text=Billing")
     page.wait_for_url(f"{base}/billing/")
     assert page.text_content(".allowance-figure").split() == ["13,300", "tokens", "left", "of", "20,000"]
     assert page.locator("#usage .legend li").all_text_contents() == ["Spring 5,500", "Autumn 1,200"]
@@ -309,3 +309,72 @@ def test_switching_the_breakdown_swaps_the_chart_in_place(browser_page, live_ser
     ]
     assert page.locator("#usage svg rect").count() == 3
     page.screenshot(path=str(SCREENSHOTS / "loom-billing-by-key.png"), full_page=True)
+
+
+# --- how money and the period are written ---------------------------------------------------------
+
+
+def _priced_plan() -> Plan:
+    return make_plan(
+        "priced", name="Priced", included_tokens=10_000, overage_allowed=True, monthly_price=Decimal("49"),
+        price_per_1k_tokens=Decimal("0.020000"), price_per_gpu_second=Decimal("0.000600"),
+    )
+
+
+def test_compute_only_usage_is_not_called_no_usage(cast):
+    # given: 12 GPU seconds of recommendation training at $0.0006, and no tokens
+    subscribe(cast.org, _priced_plan())
+    charge_compute(organization=cast.org, reference="recommendation:x", seconds="12", project=cast.project)
+
+    html = _client(cast.owner).get(PAGE).content.decode()
+
+    assert "No usage yet" not in html
+    assert "No tokens used this period; the charges below are for compute time." in html
+    assert "<dt>Usage billed so far</dt><dd>$0.01</dd>" in html
+    assert '<td class="num">$0.01</td>' in html and '<th class="num">$0.01</th>' in html
+
+
+def test_prices_are_in_cents_and_unit_prices_only_as_long_as_needed(cast):
+    subscribe(cast.org, _priced_plan())
+
+    html = _client(cast.owner).get(PAGE).content.decode()
+
+    assert "<dd>$49.00 / month</dd>" in html
+    assert "<dd>$0.02 per 1,000</dd>" in html
+    assert "<dd>$0.0006 per GPU second</dd>" in html
+    assert "0.020000" not in html and "0.000600" not in html
+    assert "Priced: $49.00/month, 10k tokens (current)" in html
+
+
+def test_the_period_is_written_once_in_one_format(cast):
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    subscribe(cast.org, _priced_plan(), current_period_start=start, current_period_end=datetime(2026, 4, 1, tzinfo=UTC))
+
+    html = _client(cast.owner).get(PAGE).content.decode()
+
+    assert html.count("1\N{EN DASH}31 Mar 2026") == 1
+    assert "1 Mar 2026 to" not in html and "1 Apr 2026 to" not in html and "1 Mar to" not in html
+    assert "No usage yet this period." in html
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [("0", "$0.00"), ("0.0072", "$0.01"), ("0.005", "$0.01"), ("1234.5", "$1,234.50"), ("-3.2", "-$3.20")],
+)
+def test_money_is_written_in_cents(amount, text):
+    assert formatting.money(Decimal(amount)) == text
+
+
+@pytest.mark.parametrize(
+    ("price", "text"),
+    [("0", "$0.00"), ("0.020000", "$0.02"), ("0.015000", "$0.015"), ("0.000600", "$0.0006"),
+     ("0.000002", "$0.000002"), ("1.500000", "$1.50")],
+)
+def test_unit_prices_keep_the_digits_they_need(price, text):
+    assert formatting.unit_price(Decimal(price)) == text
+
+
+def test_periods_name_the_year_once():
+    assert formatting.period(date(2026, 3, 1), date(2026, 3, 31)) == "1\N{EN DASH}31 Mar 2026"
+    assert formatting.period(date(2026, 3, 15), date(2026, 4, 14)) == "15 Mar \N{EN DASH} 14 Apr 2026"
+    assert formatting.period(date(2025, 12, 15), date(2026, 1, 14)) == "15 Dec 2025 \N{EN DASH} 14 Jan 2026"

@@ -516,3 +516,26 @@ def test_gallery_counts_versions_of_a_changed_template(cast, client_for):
     assert "2 versions" in body
     form = client_for(cast.editor).get(_generate_url(version)).content.decode()
     assert "Custom template · v2" in form and 'name="version" value="2"' in form
+
+
+def test_the_regenerating_notice_is_replaced_when_the_new_take_arrives(cast, client_for):
+    # given: variant 2 being regenerated, its card polling
+    job = succeeded_job(cast.project)
+    variant, client = job.variants.get(index=1), client_for(cast.editor)
+    with mock.patch("generation.tasks.regenerate_variant_task.delay"):
+        first = client.post(f"/variants/{variant.pk}/regenerate/", headers=HTMX).content.decode()
+    assert "Regenerating variant 2…" in first
+    url = re.search(r'hx-get="([^"]+)"', first).group(1).replace("&amp;", "&")
+    still = client.get(url, headers=HTMX).content.decode()
+    assert "Writing a new take" in still and 'id="messages"' not in still  # the notice stays while it runs
+
+    # when: the worker stores the new take
+    Variant.objects.filter(pk=variant.pk).update(is_current=False)
+    VariantFactory(job=job, index=1, revision=1, text="A second take.")
+    card = client.get(url, headers=HTMX).content.decode()
+
+    # then: the last poll swaps the message area too, saying it is done
+    assert "A second take." in card
+    messages = card[card.index('<div id="messages"') :]
+    assert 'hx-swap-oob="true"' in messages and "Variant 2 has a new take." in messages
+    assert "Regenerating" not in messages

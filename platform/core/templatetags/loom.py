@@ -19,6 +19,7 @@ _GENERATION_SECTIONS = {
     "batch": "bulk",
     "brand_voice": "projects",
 }
+_ORGANIZATION_SECTIONS = {"settings": "settings", "create": "", "switch": "", "invitation-accept": ""}
 
 
 @register.filter
@@ -34,7 +35,8 @@ def nav_section(request: HttpRequest) -> str:
     if match is None:
         return ""
     if match.namespace == "organizations":
-        return "settings" if match.url_name in {"settings", "create"} else "members"
+        # A new organization or an invitation belongs to no tab of the current organization.
+        return _ORGANIZATION_SECTIONS.get(match.url_name or "", "members")
     if match.namespace == "generation":
         return _GENERATION_SECTIONS.get(match.url_name or "", "generate")
     return match.namespace or match.url_name or ""
