@@ -22,11 +22,14 @@ transaction), so it can run while workers settle jobs, and reports:
 
 Every check is a query returning offending ids; the report keeps the counts
 and the first ids of each, so an operator can start from a concrete row.
+
+Billing does not import the jobs it meters: the app that owns them describes
+them with ``register_metered_jobs`` (``generation.apps`` does, at start-up).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -38,7 +41,6 @@ from django.utils import timezone
 
 from billing.models import BillingAccount, LedgerEntry, LedgerKind
 from core.ids import parse_uuid
-from generation.models import FINAL_STATUSES, GenerationJob, JobStatus
 
 #: Ledger kinds that move a job's hold (``BillingAccount.tokens_reserved``).
 HOLD_KINDS = (LedgerKind.RESERVATION, LedgerKind.RELEASE)
@@ -66,6 +68,33 @@ CHECKS: dict[str, str] = {
     "settled_while_running": "unfinished jobs already released or charged",
     "ledger_org_mismatch": "ledger lines filed under another organization than their job's",
 }
+
+
+@dataclass(frozen=True)
+class MeteredJobs:
+    """The jobs the ledger's job lines bill (``LedgerEntry.job``), as the audit needs to see them."""
+
+    #: Every job, unscoped (a fresh queryset on each call).
+    queryset: Callable[[], QuerySet[Any]]
+    #: Statuses a job never leaves.
+    final_statuses: Collection[str]
+    #: The final status that is charged; every other one is released.
+    succeeded: str
+
+
+_metered_jobs: MeteredJobs | None = None
+
+
+def register_metered_jobs(jobs: MeteredJobs) -> None:
+    """Called by the app that owns the jobs the ledger's job column points to."""
+    global _metered_jobs
+    _metered_jobs = jobs
+
+
+def metered_jobs() -> MeteredJobs:
+    if _metered_jobs is None:
+        raise RuntimeError("No app registered the jobs the ledger bills (billing.integrity.register_metered_jobs).")
+    return _metered_jobs
 
 
 @dataclass
@@ -134,16 +163,17 @@ def audit_billing(
             # (Inside a caller's transaction, e.g. a test's, the caller's isolation applies.)
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        jobs = _scoped(GenerationJob.objects.all(), org_ids)
+        metered = metered_jobs()
+        jobs = _scoped(metered.queryset(), org_ids)
         ledger = _scoped(LedgerEntry.objects.all(), org_ids)
         accounts = _scoped(BillingAccount.objects.all(), org_ids)
         report.jobs_checked = jobs.count()
         report.ledger_lines_checked = ledger.count()
-        _lost_jobs(report, jobs, accepted_job_ids, stuck_after)
+        _lost_jobs(report, metered, jobs, accepted_job_ids, stuck_after)
         _duplicates(report, ledger)
         _negatives(report, ledger, accounts)
         _drift(report, ledger, accounts)
-        _charges_against_jobs(report, jobs, ledger)
+        _charges_against_jobs(report, metered, jobs, ledger)
     return report
 
 
@@ -152,20 +182,25 @@ def _scoped(queryset: QuerySet[Any], org_ids: list[Any] | None) -> QuerySet[Any]
 
 
 def _lost_jobs(
-    report: AuditReport, jobs: QuerySet[GenerationJob], accepted: Iterable[Any] | None, stuck_after: timedelta | None
+    report: AuditReport,
+    metered: MeteredJobs,
+    jobs: QuerySet[Any],
+    accepted: Iterable[Any] | None,
+    stuck_after: timedelta | None,
 ) -> None:
+    final_statuses = list(metered.final_statuses)
     if accepted is not None:
         wanted = {str(i) for i in accepted}
         valid = {str(u) for u in (parse_uuid(i) for i in wanted) if u is not None}
         # Looked up without the organization scope: an accepted job filed elsewhere is still not lost.
         final = {
             str(pk)
-            for pk in GenerationJob.objects.filter(pk__in=valid, status__in=FINAL_STATUSES).values_list("pk", flat=True)
+            for pk in metered.queryset().filter(pk__in=valid, status__in=final_statuses).values_list("pk", flat=True)
         }
         report.add("lost_jobs", sorted(wanted - final))
     if stuck_after is not None:
         cutoff = timezone.now() - stuck_after
-        stuck = jobs.exclude(status__in=FINAL_STATUSES).filter(created_at__lte=cutoff)
+        stuck = jobs.exclude(status__in=final_statuses).filter(created_at__lte=cutoff)
         report.add("stuck_jobs", stuck.order_by("created_at").values_list("pk", flat=True))
 
 
@@ -247,33 +282,37 @@ def _drift(report: AuditReport, ledger: QuerySet[LedgerEntry], accounts: QuerySe
             report.add("usage_drift", [f"{org}:{used_counter}!={used}"])
 
 
-def _charges_against_jobs(report: AuditReport, jobs: QuerySet[GenerationJob], ledger: QuerySet[LedgerEntry]) -> None:
+def _charges_against_jobs(
+    report: AuditReport, metered: MeteredJobs, jobs: QuerySet[Any], ledger: QuerySet[LedgerEntry]
+) -> None:
+    final_statuses, succeeded = list(metered.final_statuses), metered.succeeded
+
     def line(kind: str) -> Exists:
         return Exists(LedgerEntry.objects.filter(job_id=OuterRef("pk"), kind=kind))
 
     report.add(
         "charged_not_succeeded",
         ledger.filter(kind=LedgerKind.CHARGE, job__isnull=False)
-        .exclude(job__status=JobStatus.SUCCEEDED)
+        .exclude(job__status=succeeded)
         .order_by("job_id")
         .values_list("job_id", flat=True),
     )
     report.add(
         "succeeded_not_charged",
-        jobs.filter(status=JobStatus.SUCCEEDED).exclude(line(LedgerKind.CHARGE)).order_by("pk").values_list(
+        jobs.filter(status=succeeded).exclude(line(LedgerKind.CHARGE)).order_by("pk").values_list(
             "pk", flat=True
         ),
     )
     report.add(
         "final_hold_not_released",
-        jobs.filter(line(LedgerKind.RESERVATION), status__in=FINAL_STATUSES)
+        jobs.filter(line(LedgerKind.RESERVATION), status__in=final_statuses)
         .exclude(line(LedgerKind.RELEASE))
         .order_by("pk")
         .values_list("pk", flat=True),
     )
     report.add(
         "settled_while_running",
-        jobs.exclude(status__in=FINAL_STATUSES)
+        jobs.exclude(status__in=final_statuses)
         .filter(line(LedgerKind.RELEASE) | line(LedgerKind.CHARGE))
         .order_by("pk")
         .values_list("pk", flat=True),

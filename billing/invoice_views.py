@@ -17,8 +17,8 @@ from django.shortcuts import get_object_or_404, render
 from billing import payments
 from billing.models import Invoice
 from billing.pdf import render_invoice_pdf
-from core.web import tenant_required
 from organizations.models import Role
+from organizations.tenancy import tenant_required
 
 #: Invoices per page: two years of monthly invoices.
 INVOICES_PAGE_SIZE = 24

@@ -11,7 +11,7 @@ Which periods are closed:
   transaction rolls the subscription over by one calendar month and applies
   its ``pending_plan`` (plan changes take effect at period end, never prorated);
 * an organization without one (or with a canceled one) runs on the default
-  plan and closes calendar months (UTC), as ``billing.services.current_period``
+  plan and closes calendar months (UTC), as ``billing.plans.current_period``
   counts them.
 
 An organization's closed periods are contiguous (``ClosedPeriod``), so a ledger
@@ -25,19 +25,23 @@ suspended organization could not use the service, and Stripe invoices its own
 subscriptions.
 
 Concurrency: closing locks the organization's subscription, then its
-``BillingAccount`` row (the order ``services.change_plan`` takes them in). The
+``BillingAccount`` row (the order ``billing.subscriptions.change_plan`` takes them in). The
 account is the row admission and settlement lock, so a charge written before
 the period ended is committed before the period's lines are read; and two
 workers closing the same organization queue up, the second finding the period
 closed. Invoice
 numbers come from ``InvoiceCounter``, locked ``FOR UPDATE`` in the issuing
 transaction: a rolled-back issue never burns a number.
+
+Imports ``billing.plans`` and ``billing.admission``. A payment provider collects an issued
+invoice by registering with ``on_invoice_issued`` (``billing.payments`` does, from ``billing.apps``).
 """
 
 from __future__ import annotations
 
 import calendar
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -49,7 +53,7 @@ from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from audit.services import record
-from billing import services
+from billing.admission import lock_account
 from billing.models import (
     ClosedPeriod,
     Invoice,
@@ -63,6 +67,7 @@ from billing.models import (
     Subscription,
     SubscriptionStatus,
 )
+from billing.plans import current_plan
 from core.errors import Conflict, Forbidden, InvalidInput
 from organizations.models import Organization
 
@@ -253,7 +258,7 @@ def due_period(
     end = next_month_start(start)
     if end > now:
         return None
-    return DuePeriod(start, end, services.current_plan(organization), None)
+    return DuePeriod(start, end, current_plan(organization), None)
 
 
 def close_next_period(organization: Organization, *, now: datetime | None = None) -> ClosedPeriod | None:
@@ -267,7 +272,7 @@ def close_next_period(organization: Organization, *, now: datetime | None = None
         subscription = (
             Subscription.objects.select_for_update().select_related("plan").filter(organization=organization).first()
         )
-        services.lock_account(organization)
+        lock_account(organization)
         due = due_period(organization, subscription, now=now)
         if due is None:
             return None
@@ -353,7 +358,7 @@ def _roll_over(organization: Organization, subscription: Subscription) -> None:
     subscription.current_period_start = end
     subscription.current_period_end = next_period_end(start, end)
     subscription.save(update_fields=["current_period_start", "current_period_end", "updated_at"])
-    services.lock_account(organization)  # rolls tokens_used_in_period and spent credits over
+    lock_account(organization)  # rolls tokens_used_in_period and spent credits over
     if subscription.pending_plan_id is not None:
         subscription.plan = subscription.pending_plan  # type: ignore[assignment]
         subscription.pending_plan = None
@@ -418,18 +423,21 @@ def _allocate_number(now: datetime) -> str:
     return f"{settings.BILLING_INVOICE_PREFIX}-{year}-{counter.last_number:06d}"
 
 
+#: Called with each invoice issued, after its commit: the payment provider's adapter collects it
+#: (``billing.payments`` registers, from ``billing.apps``). Each must not raise: the invoice is issued.
+_issued_listeners: list[Callable[[Invoice], None]] = []
+
+
+def on_invoice_issued(listener: Callable[[Invoice], None]) -> None:
+    """Have ``listener(invoice)`` called after the commit that issued an invoice."""
+    if listener not in _issued_listeners:
+        _issued_listeners.append(listener)
+
+
 def _after_issue(invoice: Invoice) -> None:
-    """Hand a new invoice to Stripe for collection, when Stripe is set up for the organization."""
-    from billing import payments
-
-    if payments.enabled() and invoice.total > 0:
-        from billing.tasks import send_invoice_to_stripe
-
-        try:
-            send_invoice_to_stripe.delay(str(invoice.pk))
-        except Exception:
-            # The invoice is issued either way; it can be sent again (or paid by hand).
-            logger.exception("Could not queue invoice %s for Stripe", invoice.number)
+    """Hand a new invoice to the payment provider for collection."""
+    for listener in _issued_listeners:
+        listener(invoice)
 
 
 # --- paying and voiding ------------------------------------------------------------------------

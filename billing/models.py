@@ -127,7 +127,7 @@ class BillingAccount(models.Model):
     active_jobs = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
-    #: The subscription ``billing.services.lock_account`` read with the lock (not a column).
+    #: The subscription ``billing.admission.lock_account`` read with the lock (not a column).
     read_subscription: Subscription | None = None
 
     class Meta:
@@ -264,10 +264,6 @@ class Invoice(models.Model):
 
     def __str__(self) -> str:
         return self.number
-
-    @property
-    def is_open(self) -> bool:
-        return self.status == InvoiceStatus.OPEN
 
     @property
     def pdf_filename(self) -> str:

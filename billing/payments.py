@@ -36,7 +36,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.services import record
-from billing import invoicing, services
+from billing import dispatch, invoicing
+from billing.admission import lock_account
 from billing.models import Invoice, InvoiceStatus, Plan, StripeEvent, Subscription, SubscriptionStatus
 from core.errors import DomainError, InvalidInput, NotFound
 from core.ids import parse_uuid
@@ -113,11 +114,11 @@ def _call(request: Callable[..., Any], params: dict[str, Any], *, idempotency_ke
 
 
 def _locked_subscription(organization: Organization) -> Subscription | None:
-    # The subscription, then the account: the order of services.change_plan and of closing a period.
+    # The subscription, then the account: the order of subscriptions.change_plan and of closing a period.
     subscription = (
         Subscription.objects.select_for_update().select_related("plan").filter(organization=organization).first()
     )
-    services.lock_account(organization)
+    lock_account(organization)
     return subscription
 
 
@@ -203,8 +204,8 @@ def portal_url(*, organization: Organization, return_url: str) -> str:
 def schedule_plan_change(*, subscription: Subscription) -> bool:
     """Tell Stripe the price of ``pending_plan``, billed from the next period (no proration).
 
-    For the plan-change service to call after setting ``pending_plan`` on a
-    Stripe-managed subscription; False when there is nothing to tell Stripe.
+    For ``tell_of_plan_change``, after ``pending_plan`` was set on a Stripe-managed subscription;
+    False when there is nothing to tell Stripe.
     """
     plan = subscription.pending_plan
     if not (enabled() and subscription.stripe_subscription_id and plan is not None and plan.stripe_price_id):
@@ -221,7 +222,33 @@ def schedule_plan_change(*, subscription: Subscription) -> bool:
     return True
 
 
+def tell_of_plan_change(subscription_id: Any) -> None:
+    """After a plan change on a Stripe-managed subscription commits: schedule it in Stripe too.
+
+    Registered with ``subscriptions.on_plan_change_scheduled`` (``billing.apps``). A failure is
+    logged, not raised: the change is committed here, and Stripe's own portal can repeat it.
+    """
+    subscription = Subscription.objects.select_related("pending_plan").get(pk=subscription_id)
+    try:
+        schedule_plan_change(subscription=subscription)
+    except Exception:
+        logger.exception("Stripe was not told of the plan change of subscription %s", subscription_id)
+
+
 # --- invoices ----------------------------------------------------------------------------------
+
+
+def collect_issued_invoice(invoice: Invoice) -> None:
+    """After an invoice is issued: have Stripe collect it, when Stripe is set up and it owes something.
+
+    Registered with ``invoicing.on_invoice_issued`` (``billing.apps``); sends the task, which retries.
+    """
+    if enabled() and invoice.total > 0:
+        try:
+            dispatch.send_invoice_to_stripe(invoice.pk)
+        except Exception:
+            # The invoice is issued either way; it can be sent again (or paid by hand).
+            logger.exception("Could not queue invoice %s for Stripe", invoice.number)
 
 
 def _minor_units(amount: Decimal, currency: str) -> int:

@@ -60,9 +60,9 @@ from redis.exceptions import RedisError
 
 from apikeys.models import ApiKey
 from apikeys.services import authenticate_request_key
-from billing.services import current_plan, loaded_subscription
+from billing.plans import current_plan, loaded_subscription
 from core.errors import DomainError
-from core.tenancy import tenant_for_user
+from organizations.tenancy import tenant_for_user
 
 if TYPE_CHECKING:
     from billing.models import Plan

@@ -21,8 +21,8 @@ from django_htmx.http import reswap
 
 from billing import payments
 from core.errors import DomainError
-from core.web import tenant_required
 from organizations.models import Role
+from organizations.tenancy import tenant_required
 
 logger = logging.getLogger(__name__)
 

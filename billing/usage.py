@@ -21,8 +21,10 @@ from django.db.models.functions import Coalesce, TruncDate
 
 from accounts.models import User
 from apikeys.models import ApiKey
+from billing.admission import remaining_tokens
+from billing.ledger import AMOUNT_QUANTUM, COMPUTE_SECONDS_QUANTUM
 from billing.models import BillingAccount, LedgerEntry, LedgerKind, Plan, Subscription
-from billing.services import AMOUNT_QUANTUM, COMPUTE_SECONDS_QUANTUM, current_period, current_plan, remaining_tokens
+from billing.plans import current_period, current_plan
 from core.errors import InvalidInput
 from projects.models import Project
 
@@ -234,7 +236,7 @@ class Allowance:
 def allowance(organization: Organization) -> Allowance:
     """What the plan includes this period, what is used, held and left, and the money so far.
 
-    Mirrors the rollover ``billing.services`` applies on its next write: an account
+    Mirrors the rollover ``billing.admission.lock_account`` applies on its next write: an account
     still on a finished period counts as a fresh period here.
     """
     plan = current_plan(organization)

@@ -22,8 +22,9 @@ from django.views.decorators.http import require_POST
 from billing import charts, formatting, payments, services, usage
 from billing.models import LedgerEntry, Plan, Subscription
 from core.errors import DomainError
-from core.web import action_done, action_failed, add_domain_error, form_status, is_htmx, tenant_required
+from core.web import action_done, action_failed, add_domain_error, form_status, is_htmx
 from organizations.models import Role
+from organizations.tenancy import tenant_required
 
 #: How the usage chart can be broken down (``?by=``), with the button labels.
 BREAKDOWNS = {"project": "By project", "api_key": "By API key"}

@@ -18,4 +18,8 @@ class GenerationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from billing.integrity import register_metered_jobs  # models need the app registry: not at import
+        from generation.metering import AUDITED_JOBS  # likewise
+
+        register_metered_jobs(AUDITED_JOBS)
         post_migrate.connect(_sync_library, sender=self)

@@ -13,14 +13,15 @@ import io
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 
 from billing.errors import VariantLimitExceeded
-from core.csvfiles import decode_csv, file_error
+from core.csvfiles import decode_csv, file_error, spreadsheet_safe
 from core.errors import InvalidInput, NotFound
+from core.text import clean_filename, shown
 from generation import services
+from generation.limits import BULK_MAX_BYTES, bulk_max_rows
 from generation.models import BulkBatch, JobStatus, TemplateVersion, Variant
 
 if TYPE_CHECKING:
@@ -28,17 +29,11 @@ if TYPE_CHECKING:
     from organizations.models import Organization
     from projects.models import Project
 
-#: Largest file accepted: 500 rows of ~4 KB of inputs each fit with room to spare.
-BULK_MAX_BYTES = 2 * 1024 * 1024
 #: Delimiters spreadsheets export instead of commas (Excel in many European locales writes ``;``).
 _OTHER_DELIMITERS = {";": "semicolons (;)", "\t": "tabs", "|": "pipes (|)"}
 
 Row = tuple[int, dict[str, Any]]
 RowError = dict[str, Any]
-
-
-def max_rows() -> int:
-    return int(settings.BULK_MAX_ROWS)
 
 
 def parse_bulk_csv(version: TemplateVersion, data: bytes) -> tuple[list[Row], list[RowError]]:
@@ -66,9 +61,9 @@ def parse_bulk_csv(version: TemplateVersion, data: bytes) -> tuple[list[Row], li
             start, line = line + 1, reader.line_num
             if not any(cell.strip() for cell in cells):
                 continue  # blank lines separate nothing
-            if len(rows) + len(errors) >= max_rows():
+            if len(rows) + len(errors) >= bulk_max_rows():
                 raise file_error(
-                    f"The file has more than {max_rows()} rows; split it into several files.", "too_many_rows"
+                    f"The file has more than {bulk_max_rows()} rows; split it into several files.", "too_many_rows"
                 )
             inputs, problems = _row_inputs(version, columns, cells, len(header))
             if not problems:
@@ -102,7 +97,7 @@ def _columns(version: TemplateVersion, header: list[str], *, first_line: str) ->
     unknown = [name for i, name in enumerate(names) if name and i not in matched]
     if unknown:
         raise file_error(
-            f"Unknown column{'s' if len(unknown) > 1 else ''}: {', '.join(_shown(n) for n in unknown)}. "
+            f"Unknown column{'s' if len(unknown) > 1 else ''}: {', '.join(shown(n) for n in unknown)}. "
             f"This template's columns are: {expected}.",
             "unknown_columns",
         )
@@ -123,11 +118,6 @@ def _columns(version: TemplateVersion, header: list[str], *, first_line: str) ->
             "missing_columns",
         )
     return matched
-
-
-def _shown(name: str) -> str:
-    """A header cell quoted for a message, short and printable."""
-    return repr(name[:40].encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def _row_inputs(
@@ -191,7 +181,7 @@ def create_bulk_batch(
         organization=organization,
         project=project,
         template_version=version,
-        filename=_clean_filename(filename),
+        filename=clean_filename(filename),
         total_rows=len(rows) + len(row_errors),
         row_errors=row_errors,
         created_by=actor if getattr(actor, "pk", None) else None,
@@ -221,10 +211,6 @@ def create_bulk_batch(
     return batch
 
 
-def _clean_filename(filename: str) -> str:
-    return "".join(ch for ch in filename if ch.isprintable() and services.storable_text(ch))[:255]
-
-
 def status_counts(batch: BulkBatch) -> dict[str, int]:
     """Jobs of the batch per status, every status present (from ``with_status_counts`` when annotated)."""
     if all(hasattr(batch, f"jobs_{status}") for status in JobStatus.values):
@@ -238,17 +224,6 @@ def with_status_counts(batches: QuerySet[BulkBatch]) -> QuerySet[BulkBatch]:
     return batches.annotate(
         **{f"jobs_{status}": Count("jobs", filter=Q(jobs__status=status)) for status in JobStatus.values}
     )
-
-
-#: A cell starting with one of these is a formula to a spreadsheet (CSV injection); see OWASP.
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value: Any) -> Any:
-    """Text a spreadsheet will not run as a formula: a leading quote, as OWASP advises."""
-    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
-        return "'" + value
-    return value
 
 
 def batch_results_csv(batch: BulkBatch) -> str:

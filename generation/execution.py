@@ -31,14 +31,17 @@ from django.db import IntegrityError, InterfaceError, OperationalError, connecti
 from django.db.models import Q
 from django.utils import timezone
 
-from billing import services as billing
+import workers.engine
 from generation import constraints as constraint_checks
+from generation import dispatch, lifecycle, metering
+from generation.dispatch import cancel_key
 from generation.leakage import LeakGuard
 from generation.models import WITHHELD, BrandVoice, GenerationJob, JobStatus, Variant
 from generation.moderation import moderate
 from generation.prompts import approved_examples, build_messages
-from generation.services import cancel_key
-from workers.engine import FinishReason, GenerationRequest, GenerationResult
+from generation.scoring import brand_fit
+from workers.contract import FinishReason, GenerationRequest, GenerationResult
+from workers.runtime import ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +97,9 @@ class SuspectIsolation:
 
     A job whose worker died under it may be what killed it: an input that crashes the model or
     exhausts its memory. Run again beside other jobs it takes them down with it each time, and they
-    use up their attempts too (three ordinary jobs were failed beside one such job in
-    tests/test_reliability_faults.py before this). So a job about to take its last attempt waits
-    until the jobs running in this process are done, and holds new ones back until it is: if it
+    use up their attempts too (tests/test_reliability_faults.py: three ordinary jobs failed beside one
+    such job when it ran with them). So a job about to take its last attempt waits until the jobs
+    running in this process are done, and holds new ones back until it is: if it
     kills the worker again, only its own attempt is spent, and a job that was merely beside it gets
     its last attempt in peace. It waits before claiming, so a job queued behind it spends no attempt
     on a crash it was not part of. Earlier retries run beside others as usual: one crash (the OOM
@@ -161,7 +164,7 @@ def claim(job_id: Any, worker: str) -> GenerationJob | None:
             job.status, job.finished_at = JobStatus.CANCELED, now
             job.failure_reason = job.failure_reason or "Canceled."
             job.save(update_fields=["status", "finished_at", "failure_reason"])
-            _on_final(job)
+            lifecycle.on_final(job)
             return None
         job.status = JobStatus.RUNNING
         job.attempts += 1
@@ -177,18 +180,7 @@ def _finalize_failed(job: GenerationJob, reason: str) -> None:
     job.status, job.failure_reason, job.finished_at = JobStatus.FAILED, reason, timezone.now()
     job.lease_expires_at = None
     job.save(update_fields=["status", "failure_reason", "finished_at", "lease_expires_at"])
-    _on_final(job)
-
-
-def _on_final(job: GenerationJob) -> None:
-    """Bill the job (charge or release, exactly once) and notify, in the transaction that made it final.
-
-    The caller has saved the job's final status and usage.
-    """
-    from generation.services import _job_finished
-
-    billing.finalize_job(job=job)
-    transaction.on_commit(lambda: _job_finished(job.pk))
+    lifecycle.on_final(job)
 
 
 class StopCheck:
@@ -277,10 +269,8 @@ def _loaded_engine() -> Any:
     of running on a lease that nothing renews while the load takes its minute. A model that fails to
     load gives None: ``_generate`` then tries once more and fails the job with the reason.
     """
-    from workers.engine import get_engine
-
     try:
-        return get_engine()
+        return workers.engine.get_engine()
     except Exception:
         logger.exception("could not load the generation model")
         return None
@@ -313,9 +303,7 @@ def _fail_running(job_id: Any, reason: str) -> None:
 
 
 def _generate(job: GenerationJob, requests: list[GenerationRequest], engine: Any) -> list[GenerationResult]:
-    from workers.engine import get_engine
-
-    engine = engine or get_engine()
+    engine = engine or workers.engine.get_engine()
     futures = [engine.submit(r) for r in requests]
     pending = set(futures)
     while pending:
@@ -342,8 +330,6 @@ def _renew_lease(job: GenerationJob) -> None:
 def evaluate(
     job: GenerationJob, context: PromptContext, texts: list[str], finish_reasons: list[str] | None = None
 ) -> tuple[list[list[dict[str, Any]]], list[float], list[Any]]:
-    from generation.scoring import brand_fit
-
     approved = [v.final_text for v in context.examples]
     reasons = finish_reasons or [None] * len(texts)
     reports = [
@@ -414,8 +400,6 @@ def store_results(
         locked.completion_tokens += sum(r.completion_tokens for r in results)
         locked.compute_seconds += compute
         fields = ["prompt_tokens", "completion_tokens", "compute_seconds", "model_name"]
-        from workers.runtime import ModelSpec
-
         locked.model_name = ModelSpec.from_settings().model
         if revision == 0:
             reasons = {r.finish_reason for r in results}
@@ -435,10 +419,10 @@ def store_results(
             fields += ["status", "failure_reason", "finished_at", "lease_expires_at"]
         locked.save(update_fields=fields)
         if revision == 0:
-            _on_final(locked)
+            lifecycle.on_final(locked)
         else:
             for variant in variants:
-                billing.charge_regeneration(
+                metering.charge_regeneration(
                     job=locked,
                     index=variant.index,
                     revision=revision,
@@ -469,8 +453,6 @@ def reconcile(stale_after: timedelta | None = None) -> list[str]:
     is enqueued again at most once per ``stale_after`` (GENERATION_REQUEUE_AFTER_S) and attempt,
     so a long backlog is not enqueued once more on every run. Returns the ids enqueued.
     """
-    from generation.services import enqueue
-
     stale_after = stale_after or timedelta(seconds=settings.GENERATION_REQUEUE_AFTER_S)
     now = timezone.now()
     stale = GenerationJob.objects.filter(
@@ -482,7 +464,7 @@ def reconcile(stale_after: timedelta | None = None) -> list[str]:
         marker = f"generation:requeued:{pk}:{attempts}"
         if not cache.add(marker, 1, timeout=max(int(stale_after.total_seconds()), 1)):
             continue
-        if enqueue(pk):
+        if dispatch.enqueue(pk):
             ids.append(str(pk))
         else:
             cache.delete(marker)  # not sent: try again on the next run

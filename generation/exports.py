@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q, QuerySet
 
-from generation.bulk import spreadsheet_safe
+from core.csvfiles import spreadsheet_safe
 from generation.models import BrandVoice, Variant
 from generation.prompts import build_messages
 

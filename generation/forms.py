@@ -11,22 +11,17 @@ import uuid
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.db.models import QuerySet
 from django.utils.html import escape
 
 from core.errors import DomainError
+from generation import limits
 from generation.models import BrandVoice, JobStatus, Template, TemplateVersion
 from projects.models import Project
 
 #: Form field names of template variables: ``var_<name>``, so a variable called ``project``
 #: or ``temperature`` cannot collide with the job's own settings.
 VARIABLE_PREFIX = "var_"
-_DEFAULT_MAX_LENGTH = 500  # services.validate_inputs' default for a variable without max_length
-
-# Brand voice limits, as services.save_brand_voice enforces them.
-MAX_WORDS, MAX_WORD_LENGTH = 50, 60
-MAX_EXAMPLES, MAX_EXAMPLE_LENGTH = 10, 2000
 
 
 def add_service_error(
@@ -75,7 +70,7 @@ def _variable_field(spec: dict[str, Any]) -> forms.Field:
         if not required:
             choices.insert(0, ("", "Not specified"))
         return forms.ChoiceField(choices=choices, help_text=" ".join(help_parts), **common)
-    max_length = spec.get("max_length", _DEFAULT_MAX_LENGTH)
+    max_length = spec.get("max_length", limits.DEFAULT_VARIABLE_MAX_LENGTH)
     help_parts.append(f"Up to {max_length:,} characters.")
     widget = forms.Textarea(attrs={"rows": 4}) if kind == "textarea" else forms.TextInput()
     return forms.CharField(max_length=max_length, widget=widget, help_text=" ".join(help_parts), **common)
@@ -88,20 +83,20 @@ class GenerateForm(forms.Form):
     num_variants = forms.IntegerField(
         label="Variants",
         min_value=1,
-        max_value=settings.GENERATION_MAX_VARIANTS,
+        max_value=limits.max_variants(),
         initial=2,
         help_text="Shown side by side.",
     )
     max_new_tokens = forms.IntegerField(
         label="Max new tokens",
         min_value=1,
-        max_value=settings.GENERATION_MAX_NEW_TOKENS,
+        max_value=limits.max_new_tokens(),
         help_text="Upper bound per variant.",
     )
     temperature = forms.FloatField(
-        min_value=0.0,
-        max_value=2.0,
-        initial=0.7,
+        min_value=limits.MIN_TEMPERATURE,
+        max_value=limits.MAX_TEMPERATURE,
+        initial=limits.DEFAULT_TEMPERATURE,
         widget=forms.NumberInput(attrs={"step": "0.1"}),
         help_text="Higher is more varied.",
     )
@@ -116,7 +111,7 @@ class GenerateForm(forms.Form):
         project_field = self.fields["project"]
         assert isinstance(project_field, forms.ModelChoiceField)
         project_field.queryset = projects.order_by("name")
-        self.fields["max_new_tokens"].initial = min(version.default_max_new_tokens, settings.GENERATION_MAX_NEW_TOKENS)
+        self.fields["max_new_tokens"].initial = min(version.default_max_new_tokens, limits.max_new_tokens())
         variables = {VARIABLE_PREFIX + spec["name"]: _variable_field(spec) for spec in version.variables}
         self.fields = {**variables, **self.fields}
 
@@ -156,8 +151,10 @@ class GenerateForm(forms.Form):
 class FeedbackForm(forms.Form):
     """One inline action on a variant: a rating, an edit or (un)approval. Absent fields are left alone."""
 
-    rating = forms.IntegerField(min_value=1, max_value=5, required=False)
-    edited_text = forms.CharField(required=False, max_length=20_000, strip=False, widget=forms.Textarea)
+    rating = forms.IntegerField(min_value=limits.MIN_RATING, max_value=limits.MAX_RATING, required=False)
+    edited_text = forms.CharField(
+        required=False, max_length=limits.MAX_EDITED_TEXT_LENGTH, strip=False, widget=forms.Textarea
+    )
     approved = forms.TypedChoiceField(
         choices=[("1", "Approve"), ("0", "Unapprove")], coerce=lambda v: v == "1", required=False, empty_value=None
     )
@@ -191,12 +188,12 @@ def split_examples(text: str) -> list[str]:
 
 class BrandVoiceForm(forms.Form):
     tone = forms.CharField(
-        max_length=200,
+        max_length=limits.MAX_TONE_LENGTH,
         required=False,
         widget=forms.TextInput(attrs={"placeholder": "Warm, playful, confident"}),
     )
     audience = forms.CharField(
-        max_length=300,
+        max_length=limits.MAX_AUDIENCE_LENGTH,
         required=False,
         widget=forms.TextInput(attrs={"placeholder": "Young families shopping online"}),
     )
@@ -204,19 +201,20 @@ class BrandVoiceForm(forms.Form):
         label="Words to use",
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text=f"Comma-separated; at most {MAX_WORDS}.",
+        help_text=f"Comma-separated; at most {limits.MAX_WORDS}.",
     )
     words_to_avoid = forms.CharField(
         label="Words to avoid",
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text=f"Comma-separated; at most {MAX_WORDS}. Each one lowers the brand-fit score.",
+        help_text=f"Comma-separated; at most {limits.MAX_WORDS}. Each one lowers the brand-fit score.",
     )
     example_texts = forms.CharField(
         label="Example texts",
         required=False,
         widget=forms.Textarea(attrs={"rows": 10}),
-        help_text=f"Copy that sounds like the brand. Separate examples with a blank line; at most {MAX_EXAMPLES}.",
+        help_text="Copy that sounds like the brand. Separate examples with a blank line; "
+        f"at most {limits.MAX_EXAMPLES}.",
     )
 
     @classmethod
@@ -238,11 +236,11 @@ class BrandVoiceForm(forms.Form):
 
     def _words(self, name: str) -> list[str]:
         words = split_words(self.cleaned_data[name])
-        if len(words) > MAX_WORDS:
-            raise forms.ValidationError(f"At most {MAX_WORDS} words (got {len(words)}).")
-        too_long = [w for w in words if len(w) > MAX_WORD_LENGTH]
+        if len(words) > limits.MAX_WORDS:
+            raise forms.ValidationError(f"At most {limits.MAX_WORDS} words (got {len(words)}).")
+        too_long = [w for w in words if len(w) > limits.MAX_WORD_LENGTH]
         if too_long:
-            raise forms.ValidationError(f"Words are at most {MAX_WORD_LENGTH} characters: {too_long[0][:20]}…")
+            raise forms.ValidationError(f"Words are at most {limits.MAX_WORD_LENGTH} characters: {too_long[0][:20]}…")
         return words
 
     def clean_words_to_use(self) -> list[str]:
@@ -253,12 +251,12 @@ class BrandVoiceForm(forms.Form):
 
     def clean_example_texts(self) -> list[str]:
         examples = split_examples(self.cleaned_data["example_texts"])
-        if len(examples) > MAX_EXAMPLES:
-            raise forms.ValidationError(f"At most {MAX_EXAMPLES} examples (got {len(examples)}).")
+        if len(examples) > limits.MAX_EXAMPLES:
+            raise forms.ValidationError(f"At most {limits.MAX_EXAMPLES} examples (got {len(examples)}).")
         for number, example in enumerate(examples, start=1):
-            if len(example) > MAX_EXAMPLE_LENGTH:
+            if len(example) > limits.MAX_EXAMPLE_LENGTH:
                 raise forms.ValidationError(
-                    f"Example {number} has {len(example):,} characters; at most {MAX_EXAMPLE_LENGTH:,}."
+                    f"Example {number} has {len(example):,} characters; at most {limits.MAX_EXAMPLE_LENGTH:,}."
                 )
         return examples
 
@@ -272,7 +270,7 @@ class JobFilterForm(forms.Form):
     q = forms.CharField(
         label="Search",
         required=False,
-        max_length=200,
+        max_length=limits.MAX_SEARCH_LENGTH,
         widget=forms.SearchInput(attrs={"placeholder": "Search inputs…"}),
     )
     status = forms.ChoiceField(label="Status", choices=[("", "Any status"), *JobStatus.choices], required=False)
@@ -307,12 +305,12 @@ class BulkUploadForm(forms.Form):
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
     )
     num_variants = forms.IntegerField(
-        label="Variants per row", min_value=1, max_value=settings.GENERATION_MAX_VARIANTS, initial=1
+        label="Variants per row", min_value=1, max_value=limits.max_variants(), initial=1
     )
     max_new_tokens = forms.IntegerField(
         label="Max new tokens",
         min_value=1,
-        max_value=settings.GENERATION_MAX_NEW_TOKENS,
+        max_value=limits.max_new_tokens(),
         required=False,
         help_text="Per variant. Leave empty for the template's default.",
     )

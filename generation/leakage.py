@@ -39,7 +39,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from generation.constraints import fill
 from generation.moderation import Verdict
+from generation.prompts import brand_voice_instructions
 
 #: Consecutive words shared with a protected text that make an output a leak. 8 words is a clause:
 #: marketing copy reuses two or three brand words in a row, a dumped instruction repeats dozens.
@@ -115,9 +117,6 @@ class LeakGuard:
     def for_job(cls, job: Any, messages: list[dict[str, str]], voice: Any, other_voices: Iterable[Any]) -> LeakGuard:
         """The guard of one job: its system message and its organization's other projects' brand voices
         are protected; its user and assistant turns, words to use and required phrases are not."""
-        from generation.constraints import fill
-        from generation.prompts import brand_voice_instructions
-
         system = "\n".join(m["content"] for m in messages if m["role"] == "system")
         visible = [m["content"] for m in messages if m["role"] != "system"]
         # Asked for by the brand voice or the template: using these is the job, not a leak.

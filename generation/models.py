@@ -10,6 +10,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from generation import limits
+
 
 class Template(models.Model):
     """A kind of content. ``organization`` is null for the built-in library, shared by everyone."""
@@ -18,10 +20,10 @@ class Template(models.Model):
     organization = models.ForeignKey(
         "organizations.Organization", null=True, blank=True, on_delete=models.CASCADE, related_name="templates"
     )
-    slug = models.SlugField(max_length=80)
-    name = models.CharField(max_length=120)
-    category = models.CharField(max_length=40, default="general")
-    description = models.TextField(blank=True, max_length=1000)
+    slug = models.SlugField(max_length=limits.MAX_SLUG_LENGTH)
+    name = models.CharField(max_length=limits.MAX_TEMPLATE_NAME_LENGTH)
+    category = models.CharField(max_length=limits.MAX_CATEGORY_LENGTH, default="general")
+    description = models.TextField(blank=True, max_length=limits.MAX_DESCRIPTION_LENGTH)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -59,11 +61,13 @@ class TemplateVersion(models.Model):
     template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="versions")
     version = models.PositiveIntegerField()
     variables = models.JSONField(default=list)
-    system_prompt = models.TextField(max_length=4000)
-    prompt = models.TextField(max_length=8000, help_text="User prompt; {variable} placeholders are filled in.")
+    system_prompt = models.TextField(max_length=limits.MAX_SYSTEM_PROMPT_LENGTH)
+    prompt = models.TextField(
+        max_length=limits.MAX_PROMPT_LENGTH, help_text="User prompt; {variable} placeholders are filled in."
+    )
     constraints = models.JSONField(default=dict, blank=True)
-    default_max_new_tokens = models.PositiveIntegerField(default=200)
-    changelog = models.CharField(max_length=300, blank=True)
+    default_max_new_tokens = models.PositiveIntegerField(default=limits.DEFAULT_TEMPLATE_MAX_NEW_TOKENS)
+    changelog = models.CharField(max_length=limits.MAX_CHANGELOG_LENGTH, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -85,8 +89,8 @@ class BrandVoice(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.OneToOneField("projects.Project", on_delete=models.CASCADE, related_name="brand_voice")
-    tone = models.CharField(max_length=200, blank=True)
-    audience = models.CharField(max_length=300, blank=True)
+    tone = models.CharField(max_length=limits.MAX_TONE_LENGTH, blank=True)
+    audience = models.CharField(max_length=limits.MAX_AUDIENCE_LENGTH, blank=True)
     words_to_use = models.JSONField(default=list, blank=True)
     words_to_avoid = models.JSONField(default=list, blank=True)
     example_texts = models.JSONField(default=list, blank=True)
@@ -126,7 +130,7 @@ class GenerationJob(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     api_key = models.ForeignKey("apikeys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    idempotency_key = models.CharField(max_length=200, blank=True)
+    idempotency_key = models.CharField(max_length=limits.MAX_IDEMPOTENCY_KEY_LENGTH, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True)
     batch = models.ForeignKey(
         "generation.BulkBatch", null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import re
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
-from kombu.exceptions import OperationalError as BrokerUnavailable
 
-from billing import services as billing
 from core.errors import Conflict, InvalidInput, NotFound
 from core.ids import parse_uuid
+from core.text import printable, storable_text
 from generation import constraints as constraint_checks
+from generation import dispatch, lifecycle, limits, metering
+from generation.library import BUILTIN_TEMPLATES, COPYWRITER
 from generation.models import (
     BrandVoice,
     GenerationJob,
@@ -36,11 +34,7 @@ if TYPE_CHECKING:
     from organizations.models import Organization
     from projects.models import Project
 
-logger = logging.getLogger(__name__)
-
 VARIABLE_TYPES = {"text", "textarea", "choice", "number"}
-_MAX_SEED = 2**63 - 1
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # --- templates ---------------------------------------------------------------------------------
@@ -79,16 +73,22 @@ def validate_variables_spec(variables: Any) -> list[str]:
             errors.append(f"variable {i}: needs a name")
             continue
         name = spec["name"]
-        if not name.isidentifier() or len(name) > 40:
-            errors.append(f"variable {name!r}: names are letters, digits and _ (at most 40)")
+        if not name.isidentifier() or len(name) > limits.MAX_VARIABLE_NAME_LENGTH:
+            errors.append(
+                f"variable {name!r}: names are letters, digits and _ (at most {limits.MAX_VARIABLE_NAME_LENGTH})"
+            )
         if name in seen:
             errors.append(f"variable {name!r} is declared twice")
         seen.add(name)
         if not isinstance(spec.get("type", "text"), str) or spec.get("type", "text") not in VARIABLE_TYPES:
             errors.append(f"variable {name!r}: type must be one of {', '.join(sorted(VARIABLE_TYPES))}")
-        max_length = spec.get("max_length", 500)
-        if not isinstance(max_length, int) or isinstance(max_length, bool) or not 1 <= max_length <= 10_000:
-            errors.append(f"variable {name!r}: max_length must be 1..10000")
+        max_length = spec.get("max_length", limits.DEFAULT_VARIABLE_MAX_LENGTH)
+        if (
+            not isinstance(max_length, int)
+            or isinstance(max_length, bool)
+            or not 1 <= max_length <= limits.MAX_VARIABLE_MAX_LENGTH
+        ):
+            errors.append(f"variable {name!r}: max_length must be 1..{limits.MAX_VARIABLE_MAX_LENGTH}")
         if spec.get("type") == "choice" and not (
             isinstance(spec.get("choices"), list)
             and spec["choices"]
@@ -111,13 +111,13 @@ def create_template(
     system_prompt: str,
     prompt: str,
     constraints: Any = None,
-    default_max_new_tokens: int = 200,
+    default_max_new_tokens: int = limits.DEFAULT_TEMPLATE_MAX_NEW_TOKENS,
 ) -> TemplateVersion:
     if not name.strip():
         raise InvalidInput("A template needs a name.", code="name_required")
     # A name without ASCII letters or digits ("Newsletter №1" is fine, "日本語" or "|" is not) slugifies to
     # nothing: such a template gets a generated slug rather than a refusal of a name people chose.
-    slug = slugify(slug or name)[:80] or f"template-{secrets.token_hex(4)}"
+    slug = slugify(slug or name)[: limits.MAX_SLUG_LENGTH] or f"template-{secrets.token_hex(4)}"
     if Template.objects.filter(organization=organization, slug=slug).exists():
         raise Conflict(f"A template with the slug {slug!r} already exists.", code="slug_taken")
     template = Template.objects.create(
@@ -143,7 +143,7 @@ def add_template_version(
     system_prompt: str,
     prompt: str,
     constraints: Any,
-    default_max_new_tokens: int = 200,
+    default_max_new_tokens: int = limits.DEFAULT_TEMPLATE_MAX_NEW_TOKENS,
     changelog: str = "",
 ) -> TemplateVersion:
     errors = validate_variables_spec(variables) + constraint_checks.validate_spec(constraints)
@@ -155,8 +155,8 @@ def add_template_version(
     unknown = set(re.findall(r"\{(\w+)\}", prompt)) - names
     if unknown:
         errors.append("the prompt uses undeclared variables: " + ", ".join(sorted(unknown)))
-    if not (1 <= default_max_new_tokens <= settings.GENERATION_MAX_NEW_TOKENS):
-        errors.append(f"default_max_new_tokens must be 1..{settings.GENERATION_MAX_NEW_TOKENS}")
+    if not (1 <= default_max_new_tokens <= limits.max_new_tokens()):
+        errors.append(f"default_max_new_tokens must be 1..{limits.max_new_tokens()}")
     if errors:
         raise InvalidInput(errors[0], code="invalid_template", fields={"template": errors})
     last = Template.objects.select_for_update().get(pk=template.pk).versions.order_by("-version").first()
@@ -175,8 +175,6 @@ def add_template_version(
 
 def sync_builtin_templates() -> int:
     """Store the built-in library; a changed entry gets a new version. Returns versions created."""
-    from generation.library import BUILTIN_TEMPLATES, COPYWRITER
-
     created = 0
     for entry in BUILTIN_TEMPLATES:
         with transaction.atomic():
@@ -227,22 +225,28 @@ def save_brand_voice(*, actor: Any, project: Project, **fields: Any) -> BrandVoi
     if unknown:
         raise InvalidInput(f"Unknown brand voice fields: {', '.join(sorted(unknown))}.", code="invalid_field")
     voice, _ = BrandVoice.objects.select_for_update().get_or_create(project=project)
-    for name in ("tone", "audience"):
+    for name, max_length in (("tone", limits.MAX_TONE_LENGTH), ("audience", limits.MAX_AUDIENCE_LENGTH)):
         if name in fields:
             value = fields[name] or ""
-            if not isinstance(value, str) or len(value) > (200 if name == "tone" else 300):
+            if not isinstance(value, str) or len(value) > max_length:
                 raise InvalidInput(
-                    f"{name} must be text of at most {200 if name == 'tone' else 300} characters.",
+                    f"{name} must be text of at most {max_length} characters.",
                     code="invalid",
                     fields={name: ["too long or not text"]},
                 )
             setattr(voice, name, value.strip())
+    words = {"max_items": limits.MAX_WORDS, "max_length": limits.MAX_WORD_LENGTH}
     if "words_to_use" in fields:
-        voice.words_to_use = _string_list(fields["words_to_use"], "words_to_use", max_items=50, max_length=60)
+        voice.words_to_use = _string_list(fields["words_to_use"], "words_to_use", **words)
     if "words_to_avoid" in fields:
-        voice.words_to_avoid = _string_list(fields["words_to_avoid"], "words_to_avoid", max_items=50, max_length=60)
+        voice.words_to_avoid = _string_list(fields["words_to_avoid"], "words_to_avoid", **words)
     if "example_texts" in fields:
-        voice.example_texts = _string_list(fields["example_texts"], "example_texts", max_items=10, max_length=2000)
+        voice.example_texts = _string_list(
+            fields["example_texts"],
+            "example_texts",
+            max_items=limits.MAX_EXAMPLES,
+            max_length=limits.MAX_EXAMPLE_LENGTH,
+        )
     voice.save()
     return voice
 
@@ -262,7 +266,7 @@ def validate_inputs(version: TemplateVersion, inputs: Any) -> dict[str, Any]:
     declared = {v["name"]: v for v in version.variables}
     for name in inputs:
         if name not in declared:
-            errors[_printable(name)[:60]] = [f"unknown variable; this template takes: {', '.join(declared)}"]
+            errors[printable(name)[:60]] = [f"unknown variable; this template takes: {', '.join(declared)}"]
     cleaned: dict[str, Any] = {}
     for name, spec in declared.items():
         value = inputs.get(name, spec.get("default"))
@@ -282,8 +286,9 @@ def validate_inputs(version: TemplateVersion, inputs: Any) -> dict[str, Any]:
             if not storable_text(value):
                 errors[name] = ["contains a NUL or an unpaired surrogate character"]
                 continue
-            if len(value) > spec.get("max_length", 500):
-                errors[name] = [f"at most {spec.get('max_length', 500)} characters (got {len(value)})"]
+            max_length = spec.get("max_length", limits.DEFAULT_VARIABLE_MAX_LENGTH)
+            if len(value) > max_length:
+                errors[name] = [f"at most {max_length} characters (got {len(value)})"]
                 continue
             if spec.get("type") == "choice" and value not in spec.get("choices", []):
                 errors[name] = [f"must be one of: {', '.join(spec['choices'])}"]
@@ -297,33 +302,23 @@ def validate_inputs(version: TemplateVersion, inputs: Any) -> dict[str, Any]:
     return cleaned
 
 
-def storable_text(value: str) -> bool:
-    """Whether Postgres can store the text: no NUL character and no unpaired UTF-16 surrogate."""
-    return "\x00" not in value and _SURROGATE.search(value) is None
-
-
-def _printable(value: Any) -> str:
-    """A name safe to echo back in an error (the JSON renderer cannot encode a lone surrogate)."""
-    return str(value).encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
-
-
 def validate_parameters(version: TemplateVersion, params: dict[str, Any]) -> dict[str, Any]:
-    limits = {
-        "num_variants": (1, settings.GENERATION_MAX_VARIANTS),
-        "max_new_tokens": (1, settings.GENERATION_MAX_NEW_TOKENS),
-        "temperature": (0.0, 2.0),
-        "top_p": (0.01, 1.0),
-        "seed": (0, _MAX_SEED),
+    ranges = {
+        "num_variants": (1, limits.max_variants()),
+        "max_new_tokens": (1, limits.max_new_tokens()),
+        "temperature": (limits.MIN_TEMPERATURE, limits.MAX_TEMPERATURE),
+        "top_p": (limits.MIN_TOP_P, limits.MAX_TOP_P),
+        "seed": (0, limits.MAX_SEED),
     }
     values = {
         "num_variants": params.get("num_variants", 1),
         "max_new_tokens": params.get("max_new_tokens") or version.default_max_new_tokens,
-        "temperature": params.get("temperature", 0.7),
-        "top_p": params.get("top_p", 0.95),
+        "temperature": params.get("temperature", limits.DEFAULT_TEMPERATURE),
+        "top_p": params.get("top_p", limits.DEFAULT_TOP_P),
         "seed": params.get("seed") if params.get("seed") is not None else secrets.randbelow(2**31),
     }
     errors = {}
-    for name, (low, high) in limits.items():
+    for name, (low, high) in ranges.items():
         value = values[name]
         if isinstance(value, bool) or not isinstance(value, int | float):
             errors[name] = ["must be a number"]
@@ -367,12 +362,15 @@ def submit_generation(
     maximum cost in the same transaction as the job row, so a refused job
     (402 quota, 429 concurrency, 400 variant limit) leaves nothing behind.
     ``holds_slot`` defaults to True except for rows of a batch (see
-    ``billing.services.reserve_for_job``).
+    ``generation.metering.reserve_for_job``).
     """
     if project.organization_id != organization.pk:
         raise NotFound("Project not found.")
-    if len(idempotency_key) > 200 or not storable_text(idempotency_key):
-        raise InvalidInput("Idempotency-Key is at most 200 printable characters.", code="invalid_idempotency_key")
+    if len(idempotency_key) > limits.MAX_IDEMPOTENCY_KEY_LENGTH or not storable_text(idempotency_key):
+        raise InvalidInput(
+            f"Idempotency-Key is at most {limits.MAX_IDEMPOTENCY_KEY_LENGTH} printable characters.",
+            code="invalid_idempotency_key",
+        )
     request_print = fingerprint(
         {"project": str(project.pk), "version": str(version.pk), "inputs": inputs, "params": params}
     )
@@ -403,11 +401,11 @@ def submit_generation(
                 # A blocked request never reaches a model and is never charged.
                 job.status, job.failure_reason, job.finished_at = JobStatus.FAILED, "Input " + verdict.reason, now
                 job.save(update_fields=["status", "failure_reason", "finished_at"])
-                transaction.on_commit(lambda: _job_finished(job.pk))
+                transaction.on_commit(lambda: lifecycle.job_finished(job.pk))
             else:
                 slot = batch is None if holds_slot is None else holds_slot
-                billing.reserve_for_job(job=job, holds_slot=slot, new_job=True)
-                transaction.on_commit(lambda: enqueue(job.pk))
+                metering.reserve_for_job(job=job, holds_slot=slot, new_job=True)
+                transaction.on_commit(lambda: dispatch.enqueue(job.pk))
     except IntegrityError:
         existing = GenerationJob.objects.filter(organization=organization, idempotency_key=idempotency_key).first()
         if existing is None:
@@ -425,33 +423,6 @@ def _replay(existing: GenerationJob, request_print: str) -> GenerationJob:
     return existing
 
 
-def enqueue(job_id: Any) -> bool:
-    """Send the job's task; whether it was sent.
-
-    Called once the job is committed. If the broker cannot be reached (Redis restarting), the job
-    stays queued and the reconciler enqueues it later (GENERATION_REQUEUE_AFTER_S): the client that
-    submitted it still gets its job, not a 500 for a job that exists and will run.
-    """
-    from generation.tasks import run_generation_job
-
-    try:
-        run_generation_job.delay(str(job_id))
-    except BrokerUnavailable as exc:
-        logger.warning("could not enqueue generation job %s, the reconciler will: %s", job_id, exc)
-        return False
-    return True
-
-
-def _job_finished(job_id: Any) -> None:
-    from generation.webhooks import schedule_job_webhooks
-
-    schedule_job_webhooks(job_id)
-
-
-def cancel_key(job_id: Any) -> str:
-    return f"generation:cancel:{job_id}"
-
-
 @transaction.atomic
 def cancel_job(*, job: GenerationJob, actor: Any = None) -> GenerationJob:
     job = GenerationJob.objects.select_for_update().get(pk=job.pk)
@@ -463,12 +434,10 @@ def cancel_job(*, job: GenerationJob, actor: Any = None) -> GenerationJob:
     if job.status == JobStatus.QUEUED:
         job.status, job.finished_at, job.failure_reason = JobStatus.CANCELED, now, "Canceled before it started."
         fields += ["status", "finished_at", "failure_reason"]
-        transaction.on_commit(lambda: _job_finished(job.pk))
     job.save(update_fields=fields)
     if job.is_final:
-        billing.finalize_job(job=job)
-    # The running worker polls this key between decode steps (cheaper than the database).
-    transaction.on_commit(lambda: cache.set(cancel_key(job.pk), 1, timeout=settings.GENERATION_JOB_DEADLINE_S * 2))
+        lifecycle.on_final(job)
+    transaction.on_commit(lambda: dispatch.request_cancel(job.pk))
     return job
 
 
@@ -478,10 +447,8 @@ def regenerate_variant(*, variant: Variant) -> Variant:
     job = GenerationJob.objects.select_for_update().get(pk=variant.job_id)
     if not job.is_final or job.status != JobStatus.SUCCEEDED:
         raise Conflict("Only variants of a succeeded job can be regenerated.", code="job_not_succeeded")
-    billing.check_regeneration(job=job)
-    from generation.tasks import regenerate_variant_task
-
-    transaction.on_commit(lambda: regenerate_variant_task.delay(str(job.pk), variant.index, variant.revision + 1))
+    metering.check_regeneration(job=job)
+    transaction.on_commit(lambda: dispatch.regenerate_variant(str(job.pk), variant.index, variant.revision + 1))
     return variant
 
 
@@ -517,18 +484,21 @@ def give_feedback(
     )
     fields = []
     if rating is not None:
-        if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+        low, high = limits.MIN_RATING, limits.MAX_RATING
+        if isinstance(rating, bool) or not isinstance(rating, int) or not low <= rating <= high:
             raise InvalidInput(
-                "rating must be a whole number from 1 to 5.", code="invalid", fields={"rating": ["1..5"]}
+                f"rating must be a whole number from {low} to {high}.",
+                code="invalid",
+                fields={"rating": [f"{low}..{high}"]},
             )
         variant.rating = rating
         fields.append("rating")
     if edited_text is not None:
-        if not isinstance(edited_text, str) or len(edited_text) > 20_000:
+        if not isinstance(edited_text, str) or len(edited_text) > limits.MAX_EDITED_TEXT_LENGTH:
             raise InvalidInput(
-                "edited_text must be text of at most 20,000 characters.",
+                f"edited_text must be text of at most {limits.MAX_EDITED_TEXT_LENGTH:,} characters.",
                 code="invalid",
-                fields={"edited_text": ["at most 20000 characters"]},
+                fields={"edited_text": [f"at most {limits.MAX_EDITED_TEXT_LENGTH} characters"]},
             )
         variant.edited_text = edited_text.strip()
         fields += ["edited_text", *recheck_constraints(variant)]

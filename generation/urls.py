@@ -1,4 +1,4 @@
-"""Dashboard pages for generation, mounted at the site root (see core.urls)."""
+"""Dashboard pages for generation, mounted at the site root (config.urls)."""
 
 from __future__ import annotations
 

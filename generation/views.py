@@ -26,8 +26,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from core.errors import DomainError, InvalidInput
-from core.web import action_done, action_failed, form_status, htmx_fragment, post_data, tenant_required
-from generation import services
+from core.web import action_done, action_failed, form_status, htmx_fragment, post_data
+from generation import limits, services
+from generation.bulk import batch_results_csv, create_bulk_batch, status_counts
 from generation.forms import (
     BrandVoiceForm,
     BulkUploadForm,
@@ -39,6 +40,7 @@ from generation.forms import (
 from generation.models import BrandVoice, BulkBatch, GenerationJob, JobStatus, Template, TemplateVersion, Variant
 from generation.templatetags.generation_tags import category_label
 from organizations.models import Role
+from organizations.tenancy import tenant_required
 from projects.models import Project
 from workers.heartbeat import GENERATION_QUEUE, queue_status
 
@@ -378,7 +380,6 @@ def _bulk_page(
 @tenant_required(Role.VIEWER)
 def bulk_upload(request: HttpRequest) -> HttpResponse:
     """Everyone sees the recent batches; editors upload a CSV to start one."""
-    from generation.bulk import BULK_MAX_BYTES, create_bulk_batch
 
     if request.method == "POST" and not _can_edit(request):
         raise PermissionDenied("Bulk generation needs the editor role or higher.")
@@ -398,7 +399,7 @@ def bulk_upload(request: HttpRequest) -> HttpResponse:
                 project=form.cleaned_data["project"],
                 version=services.resolve_version(_organization(request), form.cleaned_data["template"].pk),
                 # One byte over the limit is enough for the service to refuse a file that is too large.
-                data=upload.read(BULK_MAX_BYTES + 1),
+                data=upload.read(limits.BULK_MAX_BYTES + 1),
                 filename=upload.name or "",
                 params=form.params(),
                 actor=request.user,
@@ -417,7 +418,6 @@ def bulk_upload(request: HttpRequest) -> HttpResponse:
 
 
 def _batch_context(batch: BulkBatch) -> dict[str, Any]:
-    from generation.bulk import status_counts
 
     jobs = batch.jobs.annotate(variant_count=Count("variants", filter=Q(variants__is_current=True)))
     counts = status_counts(batch)
@@ -452,7 +452,6 @@ def batch_progress(request: HttpRequest, pk: Any) -> HttpResponse:
 
 @tenant_required(Role.VIEWER)
 def batch_results(request: HttpRequest, pk: Any) -> HttpResponse:
-    from generation.bulk import batch_results_csv
 
     batch = _get_batch(request, pk)
     response = HttpResponse(batch_results_csv(batch), content_type="text/csv; charset=utf-8")

@@ -22,7 +22,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from audit.services import record
 from core.errors import InvalidInput
+from generation import dispatch
 from generation.models import GenerationJob, Webhook, WebhookDelivery
 
 MAX_ATTEMPTS = 8
@@ -79,8 +81,6 @@ def create_webhook(*, actor: Any, organization: Any, url: str) -> tuple[Webhook,
         encrypted_secret=encrypt_secret(secret),
         created_by=actor if getattr(actor, "pk", None) else None,
     )
-    from audit.services import record
-
     record("webhook.created", organization=organization, actor=actor, target=webhook, url=url)
     return webhook, secret
 
@@ -114,8 +114,6 @@ def job_payload(job: GenerationJob) -> dict[str, Any]:
 
 def schedule_job_webhooks(job_id: Any) -> list[WebhookDelivery]:
     """One delivery per active webhook for the job's final state; idempotent."""
-    from generation.tasks import deliver_webhook_task
-
     # Webhooks first: most organizations have none, and then the job and its variants need not be read.
     webhooks = list(
         Webhook.objects.filter(
@@ -133,7 +131,7 @@ def schedule_job_webhooks(job_id: Any) -> list[WebhookDelivery]:
         )
         if is_new:
             created.append(delivery)
-            transaction.on_commit(lambda d=delivery: deliver_webhook_task.delay(str(d.pk)))
+            transaction.on_commit(lambda d=delivery: dispatch.deliver_webhook(d.pk))
     return created
 
 
@@ -186,7 +184,5 @@ def deactivate_webhook(*, actor: Any, webhook: Webhook) -> Webhook:
     if webhook.is_active:
         webhook.is_active = False
         webhook.save(update_fields=["is_active"])
-        from audit.services import record
-
         record("webhook.deactivated", organization=webhook.organization, actor=actor, target=webhook, url=webhook.url)
     return webhook

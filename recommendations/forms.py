@@ -8,10 +8,11 @@ from typing import Any
 from django import forms
 from django.db.models import QuerySet
 
+from core.errors import InvalidInput
 from generation.models import Template
 from projects.models import Project
-from recommendations import services
-from recommendations.importing import FIELDS
+from recommendations import limits, services
+from recommendations.importing import FIELDS, validate_mapping
 
 
 def _project_field() -> forms.ModelChoiceField:  # type: ignore[type-arg]
@@ -32,7 +33,7 @@ class ImportForm(_ProjectForm):
     file = forms.FileField(help_text="CSV, UTF-8, comma-separated, with a header row.")
     mapping = forms.CharField(
         required=False,
-        max_length=5000,
+        max_length=limits.MAX_FORM_TEXT_LENGTH,
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": '{"customer": "CustomerID", "sku": "StockCode"}'}),
         help_text="Optional: a JSON object of field → column. Fields: "
         + ", ".join(FIELDS)
@@ -41,7 +42,7 @@ class ImportForm(_ProjectForm):
     )
     exclude_skus = forms.CharField(
         required=False,
-        max_length=5000,
+        max_length=limits.MAX_FORM_TEXT_LENGTH,
         label="SKUs that are no products",
         help_text="Optional, comma-separated (postage, fees). For the Online Retail format its own codes are used.",
     )
@@ -54,9 +55,6 @@ class ImportForm(_ProjectForm):
             value = json.loads(text)
         except ValueError:
             raise forms.ValidationError('Write the mapping as JSON, e.g. {"customer": "CustomerID"}.') from None
-        from core.errors import InvalidInput
-        from recommendations.importing import validate_mapping
-
         try:
             return validate_mapping(value)
         except InvalidInput as exc:
@@ -70,12 +68,12 @@ class ImportForm(_ProjectForm):
 
 class StartJobForm(_ProjectForm):
     k = forms.IntegerField(
-        label="Recommendations per customer", min_value=1, max_value=services.MAX_K, initial=10
+        label="Recommendations per customer", min_value=1, max_value=limits.MAX_K, initial=10
     )
     holdout_days = forms.IntegerField(
         label="Days held out for evaluation",
         min_value=1,
-        max_value=services.MAX_HOLDOUT_DAYS,
+        max_value=limits.MAX_HOLDOUT_DAYS,
         initial=28,
         help_text="The model is also trained without the most recent days and scored on them, against a "
         "popularity baseline.",
@@ -90,8 +88,8 @@ class SettingsForm(forms.Form):
 
 class CustomerFilterForm(forms.Form):
     project = forms.ModelChoiceField(queryset=Project.objects.none(), required=False, empty_label="All projects")
-    q = forms.CharField(required=False, max_length=100, label="Customer id")
-    country = forms.CharField(required=False, max_length=100)
+    q = forms.CharField(required=False, max_length=limits.MAX_EXTERNAL_ID_LENGTH, label="Customer id")
+    country = forms.CharField(required=False, max_length=limits.MAX_SEGMENT_NAME_LENGTH)
 
     def __init__(self, *args: Any, projects: QuerySet[Project], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -116,26 +114,29 @@ def campaign_templates(templates: QuerySet[Template]) -> list[Template]:
 
 
 class CampaignForm(_ProjectForm):
-    name = forms.CharField(max_length=120)
+    name = forms.CharField(max_length=limits.MAX_CAMPAIGN_NAME_LENGTH)
     template = forms.ChoiceField(help_text="Templates with a product (or products) variable.")
     countries = forms.CharField(
         required=False, max_length=2000, help_text="Comma-separated, e.g. France, Germany. Empty: every country."
     )
     purchased_within_days = forms.IntegerField(
-        required=False, min_value=1, max_value=3650, help_text="Bought something in the N days before the latest event."
+        required=False,
+        min_value=1,
+        max_value=limits.MAX_PURCHASED_WITHIN_DAYS,
+        help_text="Bought something in the N days before the latest event.",
     )
-    min_purchases = forms.IntegerField(required=False, min_value=1, max_value=100_000)
+    min_purchases = forms.IntegerField(required=False, min_value=1, max_value=limits.MAX_MIN_PURCHASES)
     limit = forms.IntegerField(
         required=False,
         min_value=1,
-        max_value=services.max_campaign_customers(),
+        max_value=limits.max_campaign_customers(),
         label="At most this many customers",
-        help_text=f"The most recent buyers first; a campaign reaches at most {services.max_campaign_customers()}.",
+        help_text=f"The most recent buyers first; a campaign reaches at most {limits.max_campaign_customers()}.",
     )
-    items_per_customer = forms.IntegerField(min_value=1, max_value=services.MAX_ITEMS_PER_CUSTOMER, initial=3)
+    items_per_customer = forms.IntegerField(min_value=1, max_value=limits.MAX_ITEMS_PER_CUSTOMER, initial=3)
     inputs = forms.CharField(
         required=False,
-        max_length=5000,
+        max_length=limits.MAX_FORM_TEXT_LENGTH,
         label="Other template inputs",
         widget=forms.Textarea(attrs={"rows": 2, "placeholder": "audience: gift shoppers"}),
         help_text="One per line, <code>variable: value</code>, the same for every customer.",

@@ -14,6 +14,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from recommendations import limits
+
 
 class CatalogItem(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -21,9 +23,9 @@ class CatalogItem(models.Model):
         "organizations.Organization", on_delete=models.CASCADE, related_name="catalog_items"
     )
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="catalog_items")
-    sku = models.CharField("SKU", max_length=100)
-    title = models.CharField(max_length=300, blank=True)
-    description = models.TextField(blank=True, max_length=5000)
+    sku = models.CharField("SKU", max_length=limits.MAX_SKU_LENGTH)
+    title = models.CharField(max_length=limits.MAX_TITLE_LENGTH, blank=True)
+    description = models.TextField(blank=True, max_length=limits.MAX_DESCRIPTION_LENGTH)
     price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
     # The item's text embedding (float32 bytes) and a hash of the text it was computed from, so a
@@ -56,7 +58,9 @@ class Customer(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey("organizations.Organization", on_delete=models.CASCADE, related_name="customers")
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="customers")
-    external_id = models.CharField(max_length=100, help_text="The customer's id in the shop's own system.")
+    external_id = models.CharField(
+        max_length=limits.MAX_EXTERNAL_ID_LENGTH, help_text="The customer's id in the shop's own system."
+    )
     attributes = models.JSONField(default=dict, blank=True, help_text='e.g. {"country": "France", "name": "Ada"}')
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -98,7 +102,7 @@ class Event(models.Model):
     type = models.CharField(max_length=16, choices=EventType.choices, default=EventType.PURCHASE)
     value = models.FloatField(default=1.0, help_text="Quantity for purchases and returns, the score for ratings.")
     occurred_at = models.DateTimeField(db_index=True)
-    event_id = models.CharField(max_length=200, blank=True)
+    event_id = models.CharField(max_length=limits.MAX_EVENT_ID_LENGTH, blank=True)
     source = models.ForeignKey(
         "recommendations.DataImport", null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
     )
@@ -277,7 +281,7 @@ class Campaign(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey("organizations.Organization", on_delete=models.CASCADE, related_name="campaigns")
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="campaigns")
-    name = models.CharField(max_length=120)
+    name = models.CharField(max_length=limits.MAX_CAMPAIGN_NAME_LENGTH)
     # RESTRICT, not PROTECT: the version and the job stay while a campaign needs them, yet deleting the
     # project or organization (which deletes the campaign too) is allowed.
     template_version = models.ForeignKey("generation.TemplateVersion", on_delete=models.RESTRICT, related_name="+")

@@ -10,9 +10,10 @@ from typing import Any
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from generation.bulk import spreadsheet_safe
+from core.csvfiles import spreadsheet_safe
 from generation.models import FINAL_STATUSES, JobStatus, Variant
 from recommendations.models import Campaign, CampaignRecipient
+from recommendations.services import current_variants, needs_rewrite, regeneration_pending
 
 #: A recipient whose job was refused at submission (its ``error`` says why).
 NOT_QUEUED = "not_queued"
@@ -58,8 +59,6 @@ class Progress:
 def progress(campaign: Campaign) -> Progress:
     """Counts per status, plus the customers whose copy is (or is about to be) rewritten: a campaign is
     finished only once no copy that names none of the items is waiting for its rewrite."""
-    from recommendations.services import current_variants, needs_rewrite, regeneration_pending
-
     counts = status_counts(campaign)
     now = timezone.now()
     rows = list(campaign.recipients.filter(job__status=JobStatus.SUCCEEDED).select_related("job"))

@@ -1,7 +1,7 @@
 """Writes of the recommendations app: project settings, recommendation jobs and personalized campaigns.
 
 Imports and event ingest live in ``recommendations.importing``; what a worker does
-with a job in ``recommendations.training``.
+with a job in ``recommendations.execution``; tasks are sent through ``recommendations.dispatch``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ from django.utils import timezone
 from audit.services import record
 from billing.errors import VariantLimitExceeded
 from core.errors import Conflict, DomainError, InvalidInput, NotFound
+from core.text import printable, storable_text
 from generation import services as generation
+from generation.limits import DEFAULT_VARIABLE_MAX_LENGTH
 from generation.models import JobStatus, TemplateVersion, Variant
+from recommendations import dispatch, limits
 from recommendations.importing import lock_project_data
 from recommendations.models import (
     Campaign,
@@ -38,10 +41,6 @@ if TYPE_CHECKING:
     from apikeys.models import ApiKey
     from organizations.models import Organization
     from projects.models import Project
-
-MAX_K = 100
-MAX_HOLDOUT_DAYS = 365
-
 
 def _own_project(organization: Organization, project: Project) -> None:
     if project.organization_id != organization.pk:
@@ -102,8 +101,8 @@ def start_recommendation_job(
 ) -> RecommendationJob:
     """Queue a training job for the project; one at a time per project (409 while one is queued or running)."""
     _own_project(organization, project)
-    k = _whole_number(k, "k", 1, MAX_K)
-    holdout_days = _whole_number(holdout_days, "holdout_days", 1, MAX_HOLDOUT_DAYS)
+    k = _whole_number(k, "k", 1, limits.MAX_K)
+    holdout_days = _whole_number(holdout_days, "holdout_days", 1, limits.MAX_HOLDOUT_DAYS)
     if exclude_purchased is None:
         exclude_purchased = settings_for(project).exclude_purchased
     elif not isinstance(exclude_purchased, bool):
@@ -133,14 +132,9 @@ def start_recommendation_job(
             requested_by=_user(actor),
             api_key=api_key,
         )
-        transaction.on_commit(lambda: enqueue(job.pk))
+        # A broker that is down leaves the job queued for the reconciler (see dispatch.enqueue).
+        transaction.on_commit(lambda: dispatch.enqueue(job.pk))
     return job
-
-
-def enqueue(job_id: Any) -> None:
-    from recommendations.tasks import run_recommendation_job
-
-    run_recommendation_job.delay(str(job_id))
 
 
 def latest_job(project: Project) -> RecommendationJob | None:
@@ -167,7 +161,6 @@ PRODUCT_VARIABLES = ("product", "item")
 MORE_PRODUCTS_VARIABLES = ("also_recommended", "other_products")
 NAME_VARIABLES = ("customer_name", "name", "customer")
 COUNTRY_VARIABLES = ("country",)
-MAX_ITEMS_PER_CUSTOMER = 5
 #: Default sampling temperature of campaign jobs (see generation/library.py, personalized-recommendation).
 CAMPAIGN_TEMPERATURE = 0.2
 #: Times a customer's copy that names none of their items is regenerated before it is left as it is.
@@ -177,16 +170,17 @@ MAX_REGENERATIONS = 4
 SEGMENT_KEYS = {"countries", "attributes", "purchased_within_days", "min_purchases", "customers", "limit"}
 
 
-def max_campaign_customers() -> int:
-    return int(settings.CAMPAIGN_MAX_CUSTOMERS)
-
-
 def _segment_error(message: str, field: str = "segment") -> InvalidInput:
     return InvalidInput(message, code="invalid_segment", fields={field: [message]})
 
 
 def _usable_name(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip()) and generation.storable_text(value) and len(value) <= 100
+    return (
+        isinstance(value, str)
+        and bool(value.strip())
+        and storable_text(value)
+        and len(value) <= limits.MAX_SEGMENT_NAME_LENGTH
+    )
 
 
 def clean_segment(segment: Any) -> dict[str, Any]:
@@ -205,7 +199,7 @@ def clean_segment(segment: Any) -> dict[str, Any]:
     unknown = sorted(str(k) for k in segment if k not in SEGMENT_KEYS)
     if unknown:
         raise _segment_error(
-            f"Unknown segment filter {generation._printable(unknown[0])[:40]!r}; filters: "
+            f"Unknown segment filter {printable(unknown[0])[:40]!r}; filters: "
             + ", ".join(sorted(SEGMENT_KEYS))
         )
     cleaned: dict[str, Any] = {}
@@ -215,19 +209,30 @@ def clean_segment(segment: Any) -> dict[str, Any]:
             continue
         if isinstance(values, str):
             values = [values]
-        if not isinstance(values, list) or len(values) > 1000 or not all(_usable_name(v) for v in values):
-            raise _segment_error(f"{name} must be a list of at most 1000 names.", f"segment.{name}")
+        if (
+            not isinstance(values, list)
+            or len(values) > limits.MAX_SEGMENT_NAMES
+            or not all(_usable_name(v) for v in values)
+        ):
+            raise _segment_error(
+                f"{name} must be a list of at most {limits.MAX_SEGMENT_NAMES} names.", f"segment.{name}"
+            )
         cleaned[name] = sorted({v.strip() for v in values})
     attributes = segment.get("attributes")
     if attributes:
-        if not isinstance(attributes, dict) or len(attributes) > 20 or not all(
-            isinstance(k, str) and isinstance(v, str) and generation.storable_text(k + v) and len(k) <= 60
-            and len(v) <= 200
+        if not isinstance(attributes, dict) or len(attributes) > limits.MAX_SEGMENT_ATTRIBUTES or not all(
+            isinstance(k, str) and isinstance(v, str) and storable_text(k + v)
+            and len(k) <= limits.MAX_ATTRIBUTE_NAME_LENGTH
+            and len(v) <= limits.MAX_ATTRIBUTE_VALUE_LENGTH
             for k, v in attributes.items()
         ):
             raise _segment_error("attributes must be an object of names to text values.", "segment.attributes")
         cleaned["attributes"] = dict(attributes)
-    for name, high in (("purchased_within_days", 3650), ("min_purchases", 100_000), ("limit", 100_000)):
+    for name, high in (
+        ("purchased_within_days", limits.MAX_PURCHASED_WITHIN_DAYS),
+        ("min_purchases", limits.MAX_MIN_PURCHASES),
+        ("limit", limits.MAX_SEGMENT_LIMIT),
+    ):
         value = segment.get(name)
         if value is None or value == "":
             continue
@@ -289,16 +294,16 @@ def customer_inputs(
     def fill(names: tuple[str, ...], value: str) -> None:
         spec = _first_variable(version, names)
         if spec is not None and spec["name"] not in extra_inputs and value:
-            inputs[spec["name"]] = value[: int(spec.get("max_length", 500))]
+            inputs[spec["name"]] = value[: int(spec.get("max_length", DEFAULT_VARIABLE_MAX_LENGTH))]
 
     listed = _first_variable(version, PRODUCTS_VARIABLES)
     if listed is not None:
-        inputs[listed["name"]] = _products_text(titles, int(listed.get("max_length", 500)))
+        inputs[listed["name"]] = _products_text(titles, int(listed.get("max_length", DEFAULT_VARIABLE_MAX_LENGTH)))
     else:
         fill(PRODUCT_VARIABLES, titles[0] if titles else "")
         spec = _first_variable(version, MORE_PRODUCTS_VARIABLES)
         if spec is not None and len(titles) > 1:
-            inputs[spec["name"]] = _products_text(titles[1:], int(spec.get("max_length", 500)))
+            inputs[spec["name"]] = _products_text(titles[1:], int(spec.get("max_length", DEFAULT_VARIABLE_MAX_LENGTH)))
     fill(NAME_VARIABLES, customer.name.strip())
     fill(COUNTRY_VARIABLES, customer.country)
     return {k: v for k, v in inputs.items() if v not in ("", None)}
@@ -317,7 +322,7 @@ def _campaign_params(params: Any) -> dict[str, Any]:
     unknown = sorted(str(k) for k in params if k not in allowed)
     if unknown:
         raise InvalidInput(
-            f"Unknown parameter {generation._printable(unknown[0])[:40]!r}; parameters: {', '.join(sorted(allowed))}.",
+            f"Unknown parameter {printable(unknown[0])[:40]!r}; parameters: {', '.join(sorted(allowed))}.",
             fields={"params": [f"unknown {unknown[0][:40]}"]},
         )
     # One piece of copy per customer: the campaign is the batch, each job writes one variant. A low
@@ -349,8 +354,11 @@ def create_campaign(
     """
     _own_project(organization, project)
     name = (name or "").strip() if isinstance(name, str) else ""
-    if not name or len(name) > 120 or not generation.storable_text(name):
-        raise InvalidInput("A campaign needs a name of at most 120 characters.", fields={"name": ["1..120 characters"]})
+    if not name or len(name) > limits.MAX_CAMPAIGN_NAME_LENGTH or not storable_text(name):
+        raise InvalidInput(
+            f"A campaign needs a name of at most {limits.MAX_CAMPAIGN_NAME_LENGTH} characters.",
+            fields={"name": [f"1..{limits.MAX_CAMPAIGN_NAME_LENGTH} characters"]},
+        )
     version = generation.resolve_version(organization, template, template_version)
     if _products_variable(version) is None:
         raise InvalidInput(
@@ -360,7 +368,7 @@ def create_campaign(
             code="template_without_products",
             fields={"template": ["no products variable"]},
         )
-    count = _whole_number(items_per_customer, "items_per_customer", 1, MAX_ITEMS_PER_CUSTOMER)
+    count = _whole_number(items_per_customer, "items_per_customer", 1, limits.MAX_ITEMS_PER_CUSTOMER)
     if extra_inputs is None:
         extra_inputs = {}
     if not isinstance(extra_inputs, dict):
@@ -376,12 +384,12 @@ def create_campaign(
     customers = segment_customers(project, segment)
     total = customers.count()
     limit = segment.get("limit")
-    if limit is None and total > max_campaign_customers():
+    if limit is None and total > limits.max_campaign_customers():
         raise _segment_error(
-            f"The segment has {total:,} customers; a campaign reaches at most {max_campaign_customers():,}. "
+            f"The segment has {total:,} customers; a campaign reaches at most {limits.max_campaign_customers():,}. "
             "Narrow it or set a limit."
         )
-    chosen = list(customers[: min(limit or total, max_campaign_customers())])
+    chosen = list(customers[: min(limit or total, limits.max_campaign_customers())])
     if not chosen:
         raise _segment_error("No customer matches this segment.")
     top = _top_items(job, chosen, count)
@@ -414,7 +422,7 @@ def create_campaign(
         if not recipients:
             raise _segment_error("No customer of this segment has recommendations; run a recommendation job first.")
         CampaignRecipient.objects.bulk_create(recipients)
-        transaction.on_commit(lambda: watch(campaign.pk))
+        transaction.on_commit(lambda: dispatch.watch(campaign.pk))
         campaign.skipped = skipped
         campaign.save(update_fields=["skipped"])
         record(
@@ -478,12 +486,6 @@ def _queue_recipient(
     # Billing refusals (402 quota, suspended) propagate: as with a bulk file, the whole campaign is
     # refused and nothing of it is kept, rather than a campaign that silently reaches part of its segment.
     return recipient
-
-
-def watch(campaign_id: Any) -> None:
-    from recommendations.tasks import watch_campaign
-
-    watch_campaign.delay(str(campaign_id))
 
 
 def regeneration_pending(recipient: CampaignRecipient, variant: Variant | None, now: Any) -> bool:

@@ -1,26 +1,28 @@
-"""Thin Celery tasks: take ids, call plain functions in recommendations.training.
+"""Thin Celery tasks: take ids, call plain functions in recommendations.execution and recommendations.services.
 
-Routed to the ``recommendation`` queue by ``workers.celery`` (``recommendations.*``).
+``run_job`` is routed to the ``recommendation`` queue by ``workers.celery`` (``recommendations.*``); the
+bookkeeping tasks declare ``default``. Domain code sends them by name through ``recommendations.dispatch``.
 """
 
 from __future__ import annotations
 
 from celery import shared_task
+from django.utils import timezone
+
+from recommendations import execution
+from recommendations.models import Campaign
+from recommendations.services import repair_campaign
 
 
 @shared_task(name="recommendations.run_job")
 def run_recommendation_job(job_id: str) -> str | None:
-    from recommendations.training import run_job
-
-    job = run_job(job_id)
+    job = execution.run_job(job_id)
     return job.status if job else None
 
 
 @shared_task(name="recommendations.reconcile", queue="default")
 def reconcile_recommendation_jobs() -> int:
-    from recommendations.training import reconcile
-
-    return len(reconcile())
+    return len(execution.reconcile())
 
 
 #: Seconds between two looks at a campaign's jobs, and how long a campaign is watched at most.
@@ -31,11 +33,6 @@ CAMPAIGN_WATCH_LIMIT_S = 6 * 60 * 60
 @shared_task(name="recommendations.watch_campaign", queue="default", bind=True, max_retries=None)
 def watch_campaign(self, campaign_id: str) -> None:  # type: ignore[no-untyped-def]
     """Until every job of the campaign is final, regenerate copy that names none of the customer's items."""
-    from django.utils import timezone
-
-    from recommendations.models import Campaign
-    from recommendations.services import repair_campaign
-
     campaign = Campaign.objects.filter(pk=campaign_id).first()
     if campaign is None or (timezone.now() - campaign.created_at).total_seconds() > CAMPAIGN_WATCH_LIMIT_S:
         return

@@ -1,4 +1,4 @@
-"""Dashboard pages for recommendations, mounted at /recommendations/ (see core.urls)."""
+"""Dashboard pages for recommendations, mounted at /recommendations/ (config.urls)."""
 
 from __future__ import annotations
 

@@ -21,10 +21,11 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
 from core.errors import DomainError
-from core.web import action_done, action_failed, form_status, post_data, tenant_required
+from core.web import action_done, action_failed, form_status, post_data
 from generation import services as generation
 from generation.forms import add_service_error
 from organizations.models import Role
+from organizations.tenancy import tenant_required
 from projects.models import Project
 from recommendations import importing, results, services
 from recommendations.forms import (

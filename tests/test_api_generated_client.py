@@ -120,7 +120,7 @@ def test_the_generated_client_creates_a_job_and_reads_it_back(cast, key_for, liv
         seed=7,
     )
     # when
-    with mock.patch("generation.services.enqueue") as enqueue:
+    with mock.patch("generation.dispatch.enqueue") as enqueue:
         created = jobs_create.sync_detailed(client=client, body=body)
     # then: a typed answer, and the job stored in Acme as asked
     assert created.status_code == 201, created.content

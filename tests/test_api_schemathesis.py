@@ -32,8 +32,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from billing import ratelimit
-from core.api import TenantViewSet
-from generation.services import storable_text
+from core.text import storable_text
+from organizations.api.tenancy import TenantViewSet
 from tests.api_routes import ACME_OBJECT_FACTORIES
 
 pytestmark = [pytest.mark.django_db, pytest.mark.filterwarnings("ignore::DeprecationWarning")]

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from core.api import TenantViewSet
 from core.parsers import API_PARSER_CLASSES
+from organizations.api.tenancy import TenantViewSet
 from projects.models import Project
 from tests.api_routes import (
     ACME_OBJECT_FACTORIES,

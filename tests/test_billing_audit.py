@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from billing.integrity import CHECKS, audit_billing
 from billing.models import BillingAccount, LedgerEntry, LedgerKind
-from billing.services import release_job, reserve_for_job, settle_job
+from generation.metering import release_job, reserve_for_job, settle_job
 from generation.models import GenerationJob, JobStatus
 from tests.billing_support import make_jobs, set_usage
 

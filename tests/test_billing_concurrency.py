@@ -10,7 +10,8 @@ from django.db import connection
 
 from billing.errors import QuotaExceeded
 from billing.models import BillingAccount, LedgerEntry, LedgerKind
-from billing.services import ensure_billing_account, max_tokens_for, reserve_for_job
+from billing.services import ensure_billing_account
+from generation.metering import max_tokens_for, reserve_for_job
 from tests.billing_support import make_jobs, make_plan, seed_plans, subscribe
 from tests.factories import ProjectFactory
 

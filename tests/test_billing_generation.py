@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 
 from billing.errors import ConcurrencyLimitExceeded, QuotaExceeded
 from billing.models import BillingAccount, LedgerEntry, SubscriptionStatus
-from billing.services import PROMPT_TOKEN_ALLOWANCE_PER_VARIANT
 from core.errors import Conflict
 from generation import services
 from generation.bulk import create_bulk_batch
 from generation.execution import claim, regenerate, run_job, store_results
+from generation.metering import PROMPT_TOKEN_ALLOWANCE_PER_VARIANT
 from generation.models import GenerationJob, JobStatus
 from tests.billing_support import make_plan, seed_plans, subscribe
 from tests.models import tiny_model
@@ -45,7 +45,7 @@ def project(cast):
 
 def _submit(project, inputs=INPUTS, **params):
     version = services.resolve_version(project.organization, "product-description")
-    with mock.patch("generation.services.enqueue"):
+    with mock.patch("generation.dispatch.enqueue"):
         job, _ = services.submit_generation(
             organization=project.organization,
             project=project,
@@ -136,7 +136,7 @@ def test_hard_cap_refuses_over_the_api_with_402_and_keeps_nothing(cast, key_for,
     subscribe(project.organization, make_plan(included_tokens=JOB_HOLD * 2))
     client, _, _ = key_for("write")
     body = {"project": str(project.pk), "template": "product-description", "inputs": INPUTS, **PARAMS}
-    with mock.patch("generation.services.enqueue"):
+    with mock.patch("generation.dispatch.enqueue"):
         answers = [client.post("/api/v1/jobs/", body, format="json") for _ in range(3)]
     assert [a.status_code for a in answers] == [201, 201, 402]
     refused = answers[2].json()
@@ -149,7 +149,7 @@ def test_concurrency_limit_is_429_with_retry_after(cast, key_for, project):
     subscribe(project.organization, make_plan(included_tokens=10**9, max_concurrent_jobs=1))
     client, _, _ = key_for("write")
     body = {"project": str(project.pk), "template": "product-description", "inputs": INPUTS, **PARAMS}
-    with mock.patch("generation.services.enqueue"):
+    with mock.patch("generation.dispatch.enqueue"):
         first = client.post("/api/v1/jobs/", body, format="json")
         second = client.post("/api/v1/jobs/", body, format="json")
     assert (first.status_code, second.status_code) == (201, 429)
@@ -157,7 +157,7 @@ def test_concurrency_limit_is_429_with_retry_after(cast, key_for, project):
     assert int(second["Retry-After"]) > 0
     # when the first finishes (canceled here), a slot frees
     services.cancel_job(job=GenerationJob.objects.get(pk=first.json()["id"]))
-    with mock.patch("generation.services.enqueue"):
+    with mock.patch("generation.dispatch.enqueue"):
         assert client.post("/api/v1/jobs/", body, format="json").status_code == 201
 
 
@@ -179,7 +179,7 @@ def test_bulk_rows_hold_tokens_but_no_concurrency_slots(project):
     subscribe(project.organization, make_plan(included_tokens=10**9, max_concurrent_jobs=1))
     version = services.resolve_version(project.organization, "product-description")
     csv = "product,features,audience\n" + "".join(f"Towel {i},linen,cooks\n" for i in range(5))
-    with mock.patch("generation.services.enqueue"):
+    with mock.patch("generation.dispatch.enqueue"):
         batch = create_bulk_batch(
             organization=project.organization,
             project=project,
@@ -202,7 +202,7 @@ def test_bulk_beyond_the_allowance_is_refused_whole(project):
     subscribe(project.organization, make_plan(included_tokens=JOB_HOLD * 3))
     version = services.resolve_version(project.organization, "product-description")
     csv = "product,features,audience\n" + "".join(f"Towel {i},linen,cooks\n" for i in range(5))
-    with pytest.raises(QuotaExceeded), mock.patch("generation.services.enqueue"):
+    with pytest.raises(QuotaExceeded), mock.patch("generation.dispatch.enqueue"):
         create_bulk_batch(
             organization=project.organization,
             project=project,
@@ -220,7 +220,7 @@ def test_bulk_beyond_the_allowance_is_refused_whole(project):
 def test_regenerating_a_variant_is_charged_once_and_refused_past_a_hard_cap(project, tiny_engine):
     job = run_job(_submit(project).pk, engine=tiny_engine)
     variant = job.variants.get(index=0)
-    with mock.patch("generation.tasks.regenerate_variant_task.delay"):
+    with mock.patch("generation.dispatch.regenerate_variant"):
         services.regenerate_variant(variant=variant)
     regenerate(job.pk, 0, 1, engine=tiny_engine)
     regenerate(job.pk, 0, 1, engine=tiny_engine)  # redelivered
@@ -234,7 +234,7 @@ def test_regenerating_a_variant_is_charged_once_and_refused_past_a_hard_cap(proj
     assert charged == job.total_tokens == _account(project).tokens_used_in_period
     # on a hard cap with nothing left, regenerating is refused before any work is queued
     subscribe(project.organization, make_plan(included_tokens=job.total_tokens))
-    with pytest.raises(QuotaExceeded), mock.patch("generation.tasks.regenerate_variant_task.delay") as delay:
+    with pytest.raises(QuotaExceeded), mock.patch("generation.dispatch.regenerate_variant") as delay:
         services.regenerate_variant(variant=new)
     delay.assert_not_called()
 

@@ -15,17 +15,14 @@ from audit.models import AuditLog
 from billing.errors import ConcurrencyLimitExceeded, QuotaExceeded, SubscriptionSuspended, VariantLimitExceeded
 from billing.models import BillingAccount, LedgerEntry, LedgerKind, Plan, SubscriptionStatus
 from billing.services import (
-    PROMPT_TOKEN_ALLOWANCE_PER_VARIANT,
     adjust_ledger,
     current_period,
     current_plan,
     ensure_billing_account,
     grant_credits,
-    release_job,
-    reserve_for_job,
-    settle_job,
 )
 from core.errors import Forbidden, InvalidInput
+from generation.metering import PROMPT_TOKEN_ALLOWANCE_PER_VARIANT, release_job, reserve_for_job, settle_job
 from tests.billing_support import make_jobs, make_plan, seed_plans, set_usage, subscribe
 from tests.factories import ProjectFactory, UserFactory
 

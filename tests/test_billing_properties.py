@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from billing.errors import ConcurrencyLimitExceeded, QuotaExceeded
 from billing.models import BillingAccount, LedgerEntry, LedgerKind
-from billing.services import (
+from billing.services import ensure_billing_account
+from generation.metering import (
     PROMPT_TOKEN_ALLOWANCE_PER_VARIANT,
-    ensure_billing_account,
     max_tokens_for,
     release_job,
     reserve_for_job,

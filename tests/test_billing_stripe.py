@@ -15,6 +15,7 @@ from datetime import timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.db import connection
@@ -22,8 +23,9 @@ from django.test import Client
 from django.utils import timezone
 
 from audit.models import AuditLog
-from billing import payments
+from billing import invoicing, payments
 from billing.models import Invoice, InvoiceLine, InvoiceStatus, StripeEvent, Subscription, SubscriptionStatus
+from billing.services import change_plan
 from tests.api_routes import db_state
 from tests.billing_support import seed_plans, subscribe
 from tests.factories import OrganizationFactory
@@ -481,3 +483,30 @@ def test_a_plan_change_is_scheduled_in_stripe_without_proration(stub, stripe_sub
     assert (update["items[0][id]"], update["items[0][price]"], update["proration_behavior"]) == (
         "si_1", "price_pro", "none"
     )
+
+
+def test_a_plan_change_reaches_stripe_after_its_commit(cast, stub, plans, django_capture_on_commit_callbacks):
+    # billing.subscriptions does not import the Stripe adapter: billing.apps registers it as a listener.
+    subscribe(cast.org, plans["starter"], stripe_customer_id="cus_acme", stripe_subscription_id="sub_acme")
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        change_plan(actor=cast.owner, organization=cast.org, plan_code="pro")
+    assert stub.requests == []
+    for callback in callbacks:
+        callback()
+
+    assert stub.paths() == ["/v1/subscriptions/sub_acme", "/v1/subscriptions/sub_acme"]
+    assert stub.requests[1][2]["items[0][price]"] == "price_pro"
+
+
+def test_an_issued_invoice_is_sent_to_stripe_by_task_name_only_when_it_owes_something(stub, stripe_subscribed):
+    owing = InvoiceFactory(organization=stripe_subscribed.organization, total=Decimal("15.67"), lines=[])
+    settled = InvoiceFactory(organization=stripe_subscribed.organization, total=Decimal("0"), lines=[])
+
+    # What closing a period runs after its commit (billing.apps registers the Stripe adapter with it).
+    with mock.patch("billing.dispatch.current_app") as app:
+        invoicing._after_issue(owing)
+        invoicing._after_issue(settled)
+
+    assert [call.args[0] for call in app.send_task.call_args_list] == ["billing.send_invoice_to_stripe"]
+    assert app.send_task.call_args.kwargs["args"] == (str(owing.pk),)

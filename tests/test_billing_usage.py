@@ -12,7 +12,8 @@ from django.utils import timezone
 from apikeys.models import ApiKey
 from audit.models import AuditLog
 from billing.models import LedgerEntry, Plan, Subscription
-from billing.services import change_plan, charge_compute, current_plan, reserve_for_job, settle_job
+from billing.services import change_plan, charge_compute, current_plan
+from generation.metering import reserve_for_job, settle_job
 from tests.billing_support import make_jobs, make_plan, set_usage, subscribe
 
 pytestmark = pytest.mark.django_db

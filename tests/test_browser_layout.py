@@ -19,7 +19,8 @@ from django.test import Client
 
 from accounts.models import User
 from billing import formatting, usage
-from billing.services import charge_compute, reserve_for_job, settle_job
+from billing.services import charge_compute
+from generation.metering import reserve_for_job, settle_job
 from generation.models import GenerationJob, JobStatus, Variant
 from organizations.models import Organization, Role
 from projects.models import Project
@@ -194,7 +195,7 @@ def test_the_regenerating_notice_goes_when_the_new_take_arrives(browser_page: An
     page.goto(f"{base}/jobs/{world.job.pk}/")
 
     # when: variant 3 is regenerated (the task is not sent: this test stores the new take itself)
-    with mock.patch("generation.tasks.regenerate_variant_task.delay") as delay:
+    with mock.patch("generation.dispatch.regenerate_variant") as delay:
         page.click("#variant-2 >> button:has-text('Regenerate')")
         page.wait_for_selector("#messages >> text=Regenerating variant 3")
         page.wait_for_selector("#variant-2 >> text=Writing a new take")

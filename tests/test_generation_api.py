@@ -1,6 +1,6 @@
 """The generation API: templates, brand voice, jobs and variants.
 
-No worker runs: ``generation.services.enqueue`` and the regenerate task's ``delay`` are patched,
+No worker runs: ``generation.dispatch.enqueue`` and ``generation.dispatch.regenerate_variant`` are patched,
 and variants are stored directly with factories.
 """
 
@@ -23,7 +23,7 @@ JOBS = "/api/v1/jobs/"
 
 @pytest.fixture
 def enqueue():
-    with mock.patch("generation.services.enqueue") as patched:
+    with mock.patch("generation.dispatch.enqueue") as patched:
         yield patched
 
 
@@ -611,7 +611,7 @@ def test_read_key_cannot_give_feedback(cast, key_for):
 def test_editor_regenerates_a_variant(cast, client_for, django_capture_on_commit_callbacks):
     variant = VariantFactory(job__project=cast.project, index=1)
 
-    with mock.patch("generation.tasks.regenerate_variant_task.delay") as delay:
+    with mock.patch("generation.dispatch.regenerate_variant") as delay:
         with django_capture_on_commit_callbacks(execute=True):
             response = client_for(cast.editor).post(f"/api/v1/variants/{variant.pk}/regenerate/")
 
@@ -624,7 +624,7 @@ def test_editor_regenerates_a_variant(cast, client_for, django_capture_on_commit
 def test_regenerating_a_variant_of_an_unfinished_job_is_409(cast, client_for):
     variant = VariantFactory(job__project=cast.project, job__status=JobStatus.RUNNING, index=0)
 
-    with mock.patch("generation.tasks.regenerate_variant_task.delay") as delay:
+    with mock.patch("generation.dispatch.regenerate_variant") as delay:
         response = client_for(cast.editor).post(f"/api/v1/variants/{variant.pk}/regenerate/")
 
     assert (response.status_code, response.json()["code"]) == (409, "job_not_succeeded")

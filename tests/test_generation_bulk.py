@@ -31,7 +31,7 @@ GOOD_AND_BAD = (
 
 @pytest.fixture
 def enqueue():
-    with mock.patch("generation.services.enqueue") as patched:
+    with mock.patch("generation.dispatch.enqueue") as patched:
         yield patched
 
 

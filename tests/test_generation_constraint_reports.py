@@ -53,7 +53,7 @@ class ScriptedEngine:
 
 def _run(project, template: str, inputs: dict, engine, **params) -> GenerationJob:
     version = services.resolve_version(project.organization, template)
-    with mock.patch("generation.services.enqueue"):
+    with mock.patch("generation.dispatch.enqueue"):
         job, _ = services.submit_generation(
             organization=project.organization,
             project=project,

@@ -33,7 +33,7 @@ def project(cast):
 
 def _submit(project, inputs=INPUTS, **params):
     version = services.resolve_version(project.organization, "product-description")
-    with mock.patch("generation.services.enqueue") as enqueue:
+    with mock.patch("generation.dispatch.enqueue") as enqueue:
         job, _ = services.submit_generation(
             organization=project.organization,
             project=project,
@@ -49,7 +49,7 @@ def test_submission_enqueues_after_commit_and_runs_to_success(project, tiny_engi
         job, enqueue = _submit(project)
     assert job.status == JobStatus.QUEUED
     enqueue.assert_not_called()  # nothing is enqueued before the job row is committed
-    with mock.patch("generation.services.enqueue") as enqueue:
+    with mock.patch("generation.dispatch.enqueue") as enqueue:
         for callback in callbacks:
             callback()
     enqueue.assert_called_once_with(job.pk)
@@ -99,7 +99,7 @@ def test_reconciler_reenqueues_expired_and_stale_jobs_only(project):
     stale, _ = _submit(project)
     GenerationJob.objects.filter(pk=stale.pk).update(created_at=timezone.now() - timedelta(minutes=10))
     fresh, _ = _submit(project)
-    with mock.patch("generation.services.enqueue") as enqueue:
+    with mock.patch("generation.dispatch.enqueue") as enqueue:
         ids = reconcile()
     assert set(ids) == {str(expired.pk), str(stale.pk)}
     assert enqueue.call_count == 2

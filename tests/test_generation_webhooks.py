@@ -137,7 +137,7 @@ def test_a_deactivated_webhook_gets_no_new_deliveries(cast):
     WebhookFactory(organization=cast.org, is_active=False)
     job = GenerationJobFactory(project=cast.project, status=JobStatus.SUCCEEDED)
 
-    with mock.patch("generation.tasks.deliver_webhook_task.delay"):
+    with mock.patch("generation.dispatch.deliver_webhook"):
         assert schedule_job_webhooks(job.pk) == []
 
 
@@ -187,7 +187,7 @@ def test_delivery_is_signed_retried_after_a_500_and_logged(cast, receiver):
     webhook = WebhookFactory(organization=cast.org, url=receiver.url)
     job = GenerationJobFactory(project=cast.project, status=JobStatus.SUCCEEDED)
     variant = VariantFactory(job=job, index=0, text="Bloom brighter.")
-    with mock.patch("generation.tasks.deliver_webhook_task.delay"):
+    with mock.patch("generation.dispatch.deliver_webhook"):
         (delivery,) = schedule_job_webhooks(job.pk)
 
     # when: the first attempt meets the 500

@@ -13,7 +13,7 @@ from django.test import override_settings
 from billing.models import LedgerEntry, LedgerKind
 from core.errors import Conflict, InvalidInput
 from generation.models import GenerationJob, JobStatus
-from recommendations import results, services
+from recommendations import dispatch, results, services
 from recommendations.models import Campaign, CampaignRecipient
 from tests.billing_support import make_plan, subscribe
 from tests.generation_factories import TemplateVersionFactory, VariantFactory
@@ -34,7 +34,7 @@ LATEST = datetime(2024, 6, 30, tzinfo=UTC)
 def watched(monkeypatch):
     """Campaigns whose watcher was started after commit, recorded instead of sent to the broker."""
     calls: list[str] = []
-    monkeypatch.setattr(services, "watch", lambda campaign_id: calls.append(str(campaign_id)))
+    monkeypatch.setattr(dispatch, "watch", lambda campaign_id: calls.append(str(campaign_id)))
     return calls
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from billing.models import LedgerEntry
 from core.errors import Conflict
-from recommendations import services, training
+from recommendations import dispatch, execution, services
 from recommendations.importing import ingest
 from recommendations.models import (
     EventType,
@@ -63,7 +63,7 @@ def seed_events(project, *, customers: int = 30, with_views: bool = False) -> di
 def enqueued(monkeypatch):
     """Jobs enqueued after commit, recorded instead of sent to the broker."""
     calls: list[str] = []
-    monkeypatch.setattr(services, "enqueue", lambda job_id: calls.append(str(job_id)))
+    monkeypatch.setattr(dispatch, "enqueue", lambda job_id: calls.append(str(job_id)))
     return calls
 
 
@@ -116,9 +116,9 @@ def test_a_job_whose_worker_died_runs_again_and_is_billed_once(cast):
     seed_plans()
     seed_events(cast.project, customers=12)
     job = RecommendationJobFactory(project=cast.project, status="queued", finished_at=None, metrics={}, k=2)
-    training.claim(job.pk)  # the first worker took it and died
+    execution.claim(job.pk)  # the first worker took it and died
 
-    job = training.run_job(job.pk)
+    job = execution.run_job(job.pk)
 
     assert (job.status, job.attempts) == (RecommendationJobStatus.SUCCEEDED, 2)
     assert Recommendation.objects.filter(job=job).count() == 12 * 2
@@ -130,7 +130,7 @@ def test_views_teach_but_only_purchases_are_excluded(cast):
     bought = seed_events(cast.project, customers=30, with_views=True)
     job = RecommendationJobFactory(project=cast.project, status="queued", finished_at=None, metrics={}, k=4)
 
-    job = training.run_job(job.pk)
+    job = execution.run_job(job.pk)
 
     assert job.status == RecommendationJobStatus.SUCCEEDED, job.failure_reason
     assert job.stats["events_by_type"][EventType.VIEW] == 30
@@ -149,7 +149,7 @@ def test_too_little_history_for_a_time_split_still_recommends(cast):
     ingest(organization=cast.org, project=cast.project, events=events, items=items)
     job = RecommendationJobFactory(project=cast.project, status="queued", finished_at=None, metrics={}, k=2)
 
-    job = training.run_job(job.pk)
+    job = execution.run_job(job.pk)
 
     assert job.status == RecommendationJobStatus.SUCCEEDED
     assert job.metrics["skipped"].startswith("No evaluation: no interactions before the last 28 days")
@@ -171,7 +171,7 @@ def test_a_project_with_only_returns_fails_with_a_reason(cast):
     assert refused.value.code == "no_events"
     job = RecommendationJobFactory(project=cast.project, status="queued", finished_at=None, metrics={})
 
-    job = training.run_job(job.pk)
+    job = execution.run_job(job.pk)
 
     assert job.status == RecommendationJobStatus.FAILED
     assert "no events to learn from" in job.failure_reason
@@ -187,7 +187,7 @@ def test_an_engine_error_fails_the_job_with_its_reason(cast, monkeypatch):
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr("recommendations.engine.train", broken)
-    job = training.run_job(job.pk)
+    job = execution.run_job(job.pk)
 
     assert job.status == RecommendationJobStatus.FAILED
     assert job.failure_reason == "Training failed: RuntimeError: out of memory"
@@ -197,7 +197,7 @@ def test_an_engine_error_fails_the_job_with_its_reason(cast, monkeypatch):
 def test_a_job_that_lost_its_worker_three_times_is_failed(cast):
     job = RecommendationJobFactory(project=cast.project, status="running", attempts=3, finished_at=None)
 
-    assert training.run_job(job.pk) is None
+    assert execution.run_job(job.pk) is None
 
     job.refresh_from_db()
     assert job.status == RecommendationJobStatus.FAILED
@@ -211,7 +211,7 @@ def test_reconcile_requeues_forgotten_jobs_and_fails_lost_ones(cast, enqueued, s
     lost = RecommendationJobFactory(project=cast.project, status="running", started_at=old, finished_at=None)
     fresh = RecommendationJobFactory(project=cast.project, status="queued", finished_at=None)
 
-    assert training.reconcile() == [str(forgotten.pk)]
+    assert execution.reconcile() == [str(forgotten.pk)]
 
     assert enqueued == [str(forgotten.pk)]
     lost.refresh_from_db()
@@ -308,6 +308,44 @@ def test_training_runs_on_the_recommendation_queue_and_bookkeeping_on_default():
     assert "reconcile-recommendation-jobs" in app.conf.beat_schedule
 
 
+def test_dispatch_sends_each_task_by_name_to_the_queue_its_task_routes_to(monkeypatch):
+    from recommendations.tasks import watch_campaign
+    from workers.celery import app
+
+    sent: list[tuple[str, list, str]] = []
+    monkeypatch.setattr(app, "send_task", lambda name, args, queue: sent.append((name, args, queue)))
+
+    assert dispatch.enqueue("job-1") is True
+    dispatch.watch("campaign-1")
+
+    for task in (run_recommendation_job, watch_campaign):
+        routed = app.amqp.router.route(task._get_exec_options(), task.name, (), {}, task)["queue"].name
+        assert dispatch.QUEUES[task.name] == routed
+    assert sent == [
+        ("recommendations.run_job", ["job-1"], "recommendation"),
+        ("recommendations.watch_campaign", ["campaign-1"], "default"),
+    ]
+
+
+def test_a_job_started_while_the_broker_is_down_stays_queued_for_the_reconciler(
+    cast, monkeypatch, django_capture_on_commit_callbacks
+):
+    from kombu.exceptions import OperationalError
+
+    from workers.celery import app
+
+    def refused(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to redis: Connection refused.")
+
+    seed_events(cast.project, customers=3)
+    monkeypatch.setattr(app, "send_task", refused)
+
+    job = _start(cast, django_capture_on_commit_callbacks, k=3)
+
+    assert RecommendationJob.objects.get(pk=job.pk).status == RecommendationJobStatus.QUEUED
+    assert dispatch.enqueue(job.pk) is False
+
+
 def test_a_billing_error_while_storing_fails_the_job_and_keeps_no_half_results(cast, monkeypatch):
     seed_events(cast.project, customers=6)
     job = RecommendationJobFactory(project=cast.project, status="queued", finished_at=None, metrics={})
@@ -316,7 +354,7 @@ def test_a_billing_error_while_storing_fails_the_job_and_keeps_no_half_results(c
         raise RuntimeError("no plan")
 
     monkeypatch.setattr("billing.services.charge_compute", no_plan)
-    job = training.run_job(job.pk)
+    job = execution.run_job(job.pk)
 
     assert job.status == RecommendationJobStatus.FAILED
     assert job.failure_reason == "Training failed: RuntimeError: no plan"

@@ -22,7 +22,7 @@ from django.db import connection
 
 from apikeys.services import create_api_key
 from billing.models import BillingAccount, LedgerEntry, LedgerKind
-from generation import services
+from generation import dispatch, services
 from generation.models import GenerationJob, JobStatus, Variant
 from organizations.models import Organization, Role
 from projects.models import Project
@@ -273,12 +273,10 @@ def test_an_unreadable_cancel_flag_does_not_stop_generation(monkeypatch):
 def test_a_submission_is_accepted_while_the_broker_is_down(monkeypatch):
     from kombu.exceptions import OperationalError as BrokerUnavailable
 
-    from generation.tasks import run_generation_job
-
-    def refused(*args: object) -> None:
+    def refused(*args: object, **kwargs: object) -> None:
         raise BrokerUnavailable("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr(run_generation_job, "delay", refused)
+    monkeypatch.setattr(dispatch.app, "send_task", refused)
     organization = OrganizationFactory()
     project = ProjectFactory(organization=organization)
     job, created = services.submit_generation(
@@ -290,7 +288,7 @@ def test_a_submission_is_accepted_while_the_broker_is_down(monkeypatch):
     )
     assert created and GenerationJob.objects.get(pk=job.pk).status == JobStatus.QUEUED
     assert LedgerEntry.objects.filter(job=job, kind=LedgerKind.RESERVATION).count() == 1
-    assert services.enqueue(job.pk) is False
+    assert dispatch.enqueue(job.pk) is False
 
 
 def test_the_reconciler_enqueues_a_job_once_per_interval_and_attempt(settings):
@@ -302,7 +300,7 @@ def test_the_reconciler_enqueues_a_job_once_per_interval_and_attempt(settings):
 
     organization = OrganizationFactory()
     project = ProjectFactory(organization=organization)
-    with mock.patch("generation.services.enqueue", return_value=True):
+    with mock.patch("generation.dispatch.enqueue", return_value=True):
         job, _ = services.submit_generation(
             organization=organization,
             project=project,
@@ -311,7 +309,7 @@ def test_the_reconciler_enqueues_a_job_once_per_interval_and_attempt(settings):
             params={"num_variants": 1, "max_new_tokens": 20, "seed": 1},
         )
     GenerationJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(minutes=10))
-    with mock.patch("generation.services.enqueue", return_value=True) as enqueue:
+    with mock.patch("generation.dispatch.enqueue", return_value=True) as enqueue:
         assert reconcile() == [str(job.pk)]
         assert reconcile() == []  # still waiting for the first re-enqueue: not again
         GenerationJob.objects.filter(pk=job.pk).update(
@@ -319,10 +317,10 @@ def test_the_reconciler_enqueues_a_job_once_per_interval_and_attempt(settings):
         )
         assert reconcile() == [str(job.pk)]  # a new attempt lost its worker: enqueued again at once
     assert enqueue.call_count == 2
-    with mock.patch("generation.services.enqueue", return_value=False):
+    with mock.patch("generation.dispatch.enqueue", return_value=False):
         GenerationJob.objects.filter(pk=job.pk).update(attempts=2)
         assert reconcile() == []  # the broker refused: nothing marked, the next run tries again
-    with mock.patch("generation.services.enqueue", return_value=True):
+    with mock.patch("generation.dispatch.enqueue", return_value=True):
         assert reconcile() == [str(job.pk)]
 
 
@@ -458,7 +456,7 @@ def test_redis_crash_and_restart_loses_no_accepted_job(cluster: Cluster, tenant:
 def test_job_committed_but_never_enqueued_is_run_by_the_reconciler(cluster: Cluster, tenant: Tenant):
     # given: a job committed with its reservation, whose enqueue never happened (the web process died in between)
     version = services.resolve_version(tenant.organization, "product-description")
-    with mock.patch("generation.services.enqueue") as enqueue:
+    with mock.patch("generation.dispatch.enqueue") as enqueue:
         job, created = services.submit_generation(
             organization=tenant.organization,
             project=tenant.project,

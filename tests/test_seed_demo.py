@@ -10,7 +10,7 @@ from django.core.management import call_command
 
 from billing.services import current_plan
 from organizations.models import Organization
-from recommendations import demo, training
+from recommendations import demo, execution
 from recommendations.models import CatalogItem, Customer, Event, Recommendation, RecommendationJob
 
 pytestmark = pytest.mark.django_db
@@ -48,7 +48,7 @@ def test_the_demo_shop_trains_recommendations_that_beat_popularity(var_dir):
     _seed()
     job = RecommendationJob.objects.get()
 
-    job = training.run_job(job.pk)
+    job = execution.run_job(job.pk)
 
     assert job.status == "succeeded", job.failure_reason
     assert Recommendation.objects.filter(job=job).values("customer").distinct().count() == demo.CUSTOMERS

@@ -15,8 +15,9 @@ from audit.models import AuditLog
 from billing import formatting
 from billing.charts import compact, nice_ceiling, stacked_bars
 from billing.models import LedgerEntry, Plan, Subscription
-from billing.services import charge_compute, reserve_for_job, settle_job
+from billing.services import charge_compute
 from billing.usage import Series
+from generation.metering import reserve_for_job, settle_job
 from tests.billing_support import make_jobs, make_plan, set_usage, subscribe
 from tests.browser import SCREENSHOTS
 from tests.factories import PASSWORD, MembershipFactory, OrganizationFactory, ProjectFactory, UserFactory

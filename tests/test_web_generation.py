@@ -1,7 +1,7 @@
 """Generation pages: gallery, generate form, job page and its inline actions.
 
 Editors generate and give feedback; viewers only read; another organization's job or variant is a 404.
-No worker runs here: ``generation.services.enqueue`` is patched and variants are stored directly.
+No worker runs here: ``generation.dispatch.enqueue`` is patched and variants are stored directly.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ HTMX = {"HX-Request": "true"}
 
 @pytest.fixture
 def enqueue():
-    with mock.patch("generation.services.enqueue") as patched:
+    with mock.patch("generation.dispatch.enqueue") as patched:
         yield patched
 
 
@@ -421,7 +421,7 @@ def test_viewer_cannot_give_feedback_cancel_or_regenerate(cast, client_for):
     variant = _variant(cast)
     queued = job_for(cast.project, status=JobStatus.QUEUED)
     client = client_for(cast.viewer)
-    with mock.patch("generation.tasks.regenerate_variant_task.delay") as delay:
+    with mock.patch("generation.dispatch.regenerate_variant") as delay:
         assert client.post(f"/variants/{variant.pk}/feedback/", {"rating": "5", "approved": "1"}).status_code == 403
         assert client.post(f"/variants/{variant.pk}/regenerate/").status_code == 403
         assert client.post(f"/jobs/{queued.pk}/cancel/").status_code == 403
@@ -434,7 +434,7 @@ def test_viewer_cannot_give_feedback_cancel_or_regenerate(cast, client_for):
 
 def test_regenerate_queues_a_new_take_and_the_card_polls_for_it(cast, client_for, django_capture_on_commit_callbacks):
     variant, client = _variant(cast), client_for(cast.editor)
-    with mock.patch("generation.tasks.regenerate_variant_task.delay") as delay:
+    with mock.patch("generation.dispatch.regenerate_variant") as delay:
         with django_capture_on_commit_callbacks(execute=True):
             response = client.post(f"/variants/{variant.pk}/regenerate/", headers=HTMX)
     body = response.content.decode()
@@ -478,7 +478,7 @@ def test_outsider_gets_404_on_jobs_and_variants(cast, client_for, method, path):
     job = succeeded_job(cast.project)
     variant = job.variants.get(index=0)
     client = client_for(cast.outsider)
-    with mock.patch("generation.tasks.regenerate_variant_task.delay") as delay:
+    with mock.patch("generation.dispatch.regenerate_variant") as delay:
         response = getattr(client, method)(
             path.format(job=job.pk, variant=variant.pk), {"rating": "1", "approved": "1"}
         )
@@ -522,7 +522,7 @@ def test_the_regenerating_notice_is_replaced_when_the_new_take_arrives(cast, cli
     # given: variant 2 being regenerated, its card polling
     job = succeeded_job(cast.project)
     variant, client = job.variants.get(index=1), client_for(cast.editor)
-    with mock.patch("generation.tasks.regenerate_variant_task.delay"):
+    with mock.patch("generation.dispatch.regenerate_variant"):
         first = client.post(f"/variants/{variant.pk}/regenerate/", headers=HTMX).content.decode()
     assert "Regenerating variant 2…" in first
     url = re.search(r'hx-get="([^"]+)"', first).group(1).replace("&amp;", "&")

@@ -27,7 +27,7 @@ GOOD_CSV = (
 
 @pytest.fixture
 def enqueue():
-    with mock.patch("generation.services.enqueue") as patched:
+    with mock.patch("generation.dispatch.enqueue") as patched:
         yield patched
 
 
@@ -43,7 +43,7 @@ def _upload(cast, content=GOOD_CSV, name="rows.csv", **overrides):
 
 
 def _batch_with_jobs(cast, client_for):
-    with mock.patch("generation.services.enqueue"):
+    with mock.patch("generation.dispatch.enqueue"):
         client_for(cast.editor).post("/bulk/", _upload(cast))
     return BulkBatch.objects.get()
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.core import mail
 
-from core.tenancy import SESSION_KEY
 from organizations.models import Invitation, Membership
 from organizations.services import invite_member
+from organizations.tenancy import SESSION_KEY
 from tests.factories import InvitationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

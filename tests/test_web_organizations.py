@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.tenancy import SESSION_KEY
 from organizations.models import Membership, Organization
+from organizations.tenancy import SESSION_KEY
 from tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

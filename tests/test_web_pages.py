@@ -9,7 +9,7 @@ from django.core import mail
 from django.template.loader import render_to_string
 from django.test import Client
 
-from core.tenancy import SESSION_KEY
+from organizations.tenancy import SESSION_KEY
 from tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -233,7 +233,7 @@ def test_a_real_generation_worker_on_the_stub_model_beats_its_queue_and_model(cl
 def test_a_job_stays_queued_while_its_worker_loads_the_model(cast):
     # given: a queued job, and a model that cannot load
     version = services.resolve_version(cast.org, "product-description")
-    with mock.patch("generation.services.enqueue"):
+    with mock.patch("generation.dispatch.enqueue"):
         job, _ = services.submit_generation(
             organization=cast.org, project=cast.project, version=version,
             inputs={"product": "Mug", "features": "white"}, params={"num_variants": 1, "max_new_tokens": 8},

@@ -22,6 +22,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 
 from django.conf import settings
 
+from workers.engine import get_engine
+from workers.heartbeat import WorkerBeat
+
 QUEUES = ("generation", "recommendation", "default")
 
 
@@ -107,15 +110,11 @@ class Heartbeat(bootsteps.StartStopStep):
     requires = {"celery.worker.components:Timer"}
 
     def start(self, worker: object) -> None:
-        from workers.heartbeat import WorkerBeat
-
         consumed = app.amqp.queues.consume_from
         queues = sorted(q.name for q in consumed.values()) if consumed else []
         self.heartbeat = WorkerBeat(worker.hostname, queues, settings.LOOM_MODEL)  # type: ignore[attr-defined]
         self.heartbeat.send()
         if self.heartbeat.needs_model:
-            from workers.engine import get_engine
-
             # Load the model now, not inside the first job (the first start converts the GGUF file).
             self.heartbeat.start_warm_up(get_engine)
         self.tref = worker.timer.call_repeatedly(  # type: ignore[attr-defined]

@@ -18,17 +18,16 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 
-from workers.runtime import LoadedModel
+from workers.contract import FinishReason, GenerationRequest, GenerationResult
+from workers.runtime import STUB_MODEL, LoadedModel, get_model
+from workers.stub import StubEngine
 
-if TYPE_CHECKING:
-    from workers.stub import StubEngine
+__all__ = ["BatchEngine", "FinishReason", "GenerationRequest", "GenerationResult", "generate_batch", "get_engine"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,33 +36,6 @@ logger = logging.getLogger(__name__)
 MAX_BATCH_SEQUENCES = 64
 #: How long the engine waits for more requests after the first arrives before starting a batch.
 BATCH_WINDOW_S = 0.05
-
-
-class FinishReason:
-    EOS = "stop"
-    LENGTH = "length"
-    CANCELED = "canceled"
-    DEADLINE = "deadline"
-
-
-@dataclass
-class GenerationRequest:
-    messages: list[dict[str, str]]  # chat messages; the tokenizer's chat template renders them
-    max_new_tokens: int
-    temperature: float = 0.7
-    top_p: float = 0.95
-    seed: int = 0
-    #: Polled between decode steps; returns a FinishReason to stop this row early, else None.
-    should_stop: Callable[[], str | None] = field(default=lambda: None)
-
-
-@dataclass
-class GenerationResult:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str
-    seconds: float
 
 
 class _Row:
@@ -85,7 +57,7 @@ TOP_K = 50
 
 def sample_next(logits: Any, temperatures: Any, top_ps: Any, generators: list[Any]) -> Any:
     """One token per row: greedy where temperature is 0, else top-k + nucleus sampling with the row's generator."""
-    import torch
+    import torch  # heavy: loaded only by a worker that runs a real model
 
     top_logits, top_idx = logits.float().topk(min(TOP_K, logits.shape[-1]), dim=-1)  # sorted, descending
     temps = temperatures.clamp(min=1e-5).unsqueeze(-1)
@@ -134,7 +106,7 @@ class ActiveBatch:
         return len(self.rows)
 
     def admit(self, items: list[tuple[GenerationRequest, Future[GenerationResult]]]) -> None:
-        import torch
+        import torch  # heavy: loaded only by a worker that runs a real model
 
         tokenizer, model, device = self.loaded.tokenizer, self.loaded.model, self.loaded.device
         prompts = [
@@ -172,8 +144,8 @@ class ActiveBatch:
         self.top_ps = torch.cat([self.top_ps, top_ps])
 
     def _merge(self, cache: Any, attention: Any) -> None:
-        import torch
-        import torch.nn.functional as F
+        import torch  # heavy: loaded only by a worker that runs a real model
+        import torch.nn.functional as F  # as torch above
 
         length = max(self.attention.shape[1], attention.shape[1])
 
@@ -191,7 +163,7 @@ class ActiveBatch:
 
     def step(self) -> None:
         """Sample one token per row, retire finished rows, and run the next decode forward pass."""
-        import torch
+        import torch  # heavy: loaded only by a worker that runs a real model
 
         tokens = sample_next(self.logits, self.temps, self.top_ps, [r.generator for r in self.rows]).tolist()
         eos = self.loaded.eos_token_ids
@@ -334,11 +306,7 @@ def get_engine() -> BatchEngine | StubEngine:
     global _engine
     with _engine_lock:
         if _engine is None:
-            from workers.runtime import STUB_MODEL, get_model
-
             if settings.LOOM_MODEL == STUB_MODEL:
-                from workers.stub import StubEngine
-
                 _engine = StubEngine.from_settings()
             else:
                 _engine = BatchEngine(get_model())

@@ -31,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.conf import settings
 
-from workers.engine import FinishReason, GenerationRequest, GenerationResult
+from workers.contract import FinishReason, GenerationRequest, GenerationResult
 
 KILL_WORKER_MARKER = "[[loom:kill-worker]]"
 HANG_MARKER = "[[loom:hang]]"

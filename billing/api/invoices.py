@@ -17,7 +17,8 @@ from rest_framework.request import Request
 
 from billing.invoice_views import pdf_response
 from billing.models import Invoice, InvoiceLine
-from core.api import TenantViewSet, download_negotiation
+from core.api import download_negotiation
+from organizations.api.tenancy import TenantViewSet
 from organizations.models import Role
 
 

@@ -20,7 +20,7 @@ from rest_framework.settings import api_settings
 
 from billing import services, usage
 from billing.models import LedgerEntry, Plan, Subscription
-from core.api import TenantViewSet
+from organizations.api.tenancy import TenantViewSet
 from organizations.models import Role
 
 Money = {"max_digits": 18, "decimal_places": 6}

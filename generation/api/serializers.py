@@ -5,11 +5,13 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.errors import InvalidInput
+from core.text import storable_text
+from generation import limits
+from generation.bulk import status_counts
 from generation.library import COPYWRITER
 from generation.models import (
     BrandVoice,
@@ -22,7 +24,7 @@ from generation.models import (
     Webhook,
     WebhookDelivery,
 )
-from generation.services import VARIABLE_TYPES, storable_text
+from generation.services import VARIABLE_TYPES
 
 #: The generation parameters of a job or a bulk batch; omitted ones take the service's defaults.
 PARAMETER_NAMES = ("num_variants", "max_new_tokens", "temperature", "top_p", "seed")
@@ -64,9 +66,19 @@ TEMPLATE_VARIABLE: dict[str, Any] = {
     "type": "object",
     "description": "A variable of the template: a form field, filled in by a job's inputs.",
     "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": 40, "description": "A Python identifier."},
+        "name": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": limits.MAX_VARIABLE_NAME_LENGTH,
+            "description": "A Python identifier.",
+        },
         "type": {"type": "string", "enum": sorted(VARIABLE_TYPES), "default": "text"},
-        "max_length": {"type": "integer", "minimum": 1, "maximum": 10_000, "default": 500},
+        "max_length": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": limits.MAX_VARIABLE_MAX_LENGTH,
+            "default": limits.DEFAULT_VARIABLE_MAX_LENGTH,
+        },
         "label": {"description": "The form's label (text)."},
         "required": {"description": "Whether a job must give it (true or false)."},
         "choices": {"description": "The options of a choice variable (a list of text)."},
@@ -99,9 +111,6 @@ class JSONObjectField(serializers.JSONField):
     pass
 
 
-_MAX_SEED = 2**63 - 1
-
-
 class GenerationParameters(serializers.Serializer[Any]):
     """The generation parameters of a job or a bulk batch, with their ranges (documented and checked).
 
@@ -110,17 +119,19 @@ class GenerationParameters(serializers.Serializer[Any]):
     """
 
     num_variants = serializers.IntegerField(
-        required=False, min_value=1, max_value=settings.GENERATION_MAX_VARIANTS,
-        help_text=f"1..{settings.GENERATION_MAX_VARIANTS}; plans may allow fewer.",
+        required=False, min_value=1, max_value=limits.max_variants(),
+        help_text=f"1..{limits.max_variants()}; plans may allow fewer.",
     )
     max_new_tokens = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, max_value=settings.GENERATION_MAX_NEW_TOKENS,
+        required=False, allow_null=True, min_value=1, max_value=limits.max_new_tokens(),
         help_text="Default (omitted or null): the template's.",
     )
-    temperature = serializers.FloatField(required=False, min_value=0.0, max_value=2.0)
-    top_p = serializers.FloatField(required=False, min_value=0.01, max_value=1.0)
+    temperature = serializers.FloatField(
+        required=False, min_value=limits.MIN_TEMPERATURE, max_value=limits.MAX_TEMPERATURE
+    )
+    top_p = serializers.FloatField(required=False, min_value=limits.MIN_TOP_P, max_value=limits.MAX_TOP_P)
     seed = serializers.IntegerField(
-        required=False, allow_null=True, min_value=0, max_value=_MAX_SEED, help_text="Default (null): random."
+        required=False, allow_null=True, min_value=0, max_value=limits.MAX_SEED, help_text="Default (null): random."
     )
 
     def to_internal_value(self, data: Any) -> Any:
@@ -186,7 +197,10 @@ class TemplateDetailSerializer(TemplateSerializer):
 
 class TemplateFilterSerializer(serializers.Serializer[Any]):
     category = serializers.CharField(
-        max_length=40, required=False, allow_blank=True, help_text="Only this category (empty: every category)."
+        max_length=limits.MAX_CATEGORY_LENGTH,
+        required=False,
+        allow_blank=True,
+        help_text="Only this category (empty: every category).",
     )
 
 
@@ -195,48 +209,62 @@ class TemplateVersionCreateSerializer(serializers.Serializer[Any]):
         help_text='[{"name", "label", "type": "text"|"textarea"|"choice"|"number", "required", "max_length", '
         '"choices", "default", "help"}]'
     )
-    system_prompt = serializers.CharField(max_length=4000, default=COPYWRITER, trim_whitespace=False)
-    prompt = serializers.CharField(max_length=8000, trim_whitespace=False, help_text="{variable} placeholders.")
+    system_prompt = serializers.CharField(
+        max_length=limits.MAX_SYSTEM_PROMPT_LENGTH, default=COPYWRITER, trim_whitespace=False
+    )
+    prompt = serializers.CharField(
+        max_length=limits.MAX_PROMPT_LENGTH, trim_whitespace=False, help_text="{variable} placeholders."
+    )
     constraints = ConstraintsField(
         default=dict,
         help_text='{"min_chars", "max_chars", "min_words", "max_words", "required_phrases", "banned_phrases"}',
     )
-    default_max_new_tokens = serializers.IntegerField(default=200, help_text=f"1..{settings.GENERATION_MAX_NEW_TOKENS}")
-    changelog = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+    default_max_new_tokens = serializers.IntegerField(
+        default=limits.DEFAULT_TEMPLATE_MAX_NEW_TOKENS, help_text=f"1..{limits.max_new_tokens()}"
+    )
+    changelog = serializers.CharField(
+        max_length=limits.MAX_CHANGELOG_LENGTH, required=False, allow_blank=True, default=""
+    )
 
 
 class TemplateCreateSerializer(TemplateVersionCreateSerializer):
-    name = serializers.CharField(max_length=120)
-    slug = serializers.SlugField(max_length=80, required=False, allow_blank=True, default="")
-    category = serializers.CharField(max_length=40, required=False, default="custom")
-    description = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
+    name = serializers.CharField(max_length=limits.MAX_TEMPLATE_NAME_LENGTH)
+    slug = serializers.SlugField(max_length=limits.MAX_SLUG_LENGTH, required=False, allow_blank=True, default="")
+    category = serializers.CharField(max_length=limits.MAX_CATEGORY_LENGTH, required=False, default="custom")
+    description = serializers.CharField(
+        max_length=limits.MAX_DESCRIPTION_LENGTH, required=False, allow_blank=True, default=""
+    )
     changelog = None  # type: ignore[assignment]  # the first version needs none
 
 
 # --- brand voice -------------------------------------------------------------------------------
 
 
-def _phrases() -> serializers.ListField:
-    return serializers.ListField(child=serializers.CharField(allow_blank=True, trim_whitespace=False))
-
-
 class BrandVoiceSerializer(serializers.ModelSerializer[BrandVoice]):
     """PUT replaces the voice (omitted fields become empty); PATCH changes the fields sent."""
 
-    # The limits of generation.services.save_brand_voice, declared so the schema states them.
-    tone = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
-    audience = serializers.CharField(required=False, allow_blank=True, default="", max_length=300)
+    # The limits generation.services.save_brand_voice enforces, declared so the schema states them.
+    tone = serializers.CharField(required=False, allow_blank=True, default="", max_length=limits.MAX_TONE_LENGTH)
+    audience = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=limits.MAX_AUDIENCE_LENGTH
+    )
     words_to_use = serializers.ListField(
-        child=serializers.CharField(allow_blank=True, max_length=60), required=False, default=list, max_length=50
-    )
-    words_to_avoid = serializers.ListField(
-        child=serializers.CharField(allow_blank=True, max_length=60), required=False, default=list, max_length=50
-    )
-    example_texts = serializers.ListField(
-        child=serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=2000),
+        child=serializers.CharField(allow_blank=True, max_length=limits.MAX_WORD_LENGTH),
         required=False,
         default=list,
-        max_length=10,
+        max_length=limits.MAX_WORDS,
+    )
+    words_to_avoid = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, max_length=limits.MAX_WORD_LENGTH),
+        required=False,
+        default=list,
+        max_length=limits.MAX_WORDS,
+    )
+    example_texts = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=limits.MAX_EXAMPLE_LENGTH),
+        required=False,
+        default=list,
+        max_length=limits.MAX_EXAMPLES,
     )
     project = serializers.UUIDField(source="project_id", read_only=True)
     # An unsaved voice (a project that never set one) has no update time.
@@ -333,8 +361,10 @@ class VariantFilterSerializer(serializers.Serializer[Any]):
 
 
 class VariantFeedbackSerializer(serializers.Serializer[Any]):
-    rating = serializers.IntegerField(required=False, min_value=1, max_value=5)
-    edited_text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=20_000)
+    rating = serializers.IntegerField(required=False, min_value=limits.MIN_RATING, max_value=limits.MAX_RATING)
+    edited_text = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, max_length=limits.MAX_EDITED_TEXT_LENGTH
+    )
     approved = serializers.BooleanField(required=False)
 
 
@@ -393,7 +423,7 @@ class JobSerializer(serializers.ModelSerializer[GenerationJob]):
 
 class JobCreateSerializer(GenerationParameters):
     project = serializers.UUIDField()
-    template = serializers.CharField(max_length=200, help_text="A template id or slug.")
+    template = serializers.CharField(max_length=limits.MAX_TEMPLATE_REF_LENGTH, help_text="A template id or slug.")
     template_version = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, max_value=2**31 - 1, help_text="Default: the latest."
     )
@@ -405,13 +435,13 @@ class JobFilterSerializer(serializers.Serializer[Any]):
     project = serializers.UUIDField(required=False)
     # Empty text filters filter nothing, as an empty search box would.
     template = serializers.CharField(
-        max_length=200, required=False, allow_blank=True, help_text="A template id or slug."
+        max_length=limits.MAX_TEMPLATE_REF_LENGTH, required=False, allow_blank=True, help_text="A template id or slug."
     )
     batch = serializers.UUIDField(required=False)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
     search = serializers.CharField(
-        max_length=200, required=False, allow_blank=True, help_text="Text in the job's inputs."
+        max_length=limits.MAX_SEARCH_LENGTH, required=False, allow_blank=True, help_text="Text in the job's inputs."
     )
 
 
@@ -470,13 +500,15 @@ class NonEmptyFileField(serializers.FileField):
 class BulkCreateSerializer(GenerationParameters):
     file = NonEmptyFileField(help_text="CSV, UTF-8, comma-separated; a header row names the variables.")
     project = serializers.UUIDField()
-    template = serializers.CharField(max_length=200, help_text="A template id or slug.")
+    template = serializers.CharField(max_length=limits.MAX_TEMPLATE_REF_LENGTH, help_text="A template id or slug.")
     # A form field has no null: leave a field out for its default.
     template_version = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
     max_new_tokens = serializers.IntegerField(
-        required=False, min_value=1, max_value=settings.GENERATION_MAX_NEW_TOKENS, help_text="Default: the template's."
+        required=False, min_value=1, max_value=limits.max_new_tokens(), help_text="Default: the template's."
     )
-    seed = serializers.IntegerField(required=False, min_value=0, max_value=_MAX_SEED, help_text="Default: random.")
+    seed = serializers.IntegerField(
+        required=False, min_value=0, max_value=limits.MAX_SEED, help_text="Default: random."
+    )
 
 
 class RowErrorSerializer(serializers.Serializer[Any]):
@@ -522,8 +554,6 @@ class BulkBatchSerializer(serializers.ModelSerializer[BulkBatch]):
 
     def _counts(self, batch: BulkBatch) -> dict[str, int]:
         if not hasattr(batch, "_status_counts"):
-            from generation.bulk import status_counts
-
             batch._status_counts = status_counts(batch)  # type: ignore[attr-defined]
         return batch._status_counts  # type: ignore[attr-defined, no-any-return]
 

@@ -7,7 +7,6 @@ brand voice and exports only.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django.db.models import Prefetch, Q, QuerySet
@@ -25,10 +24,11 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import TenantViewSet, download_negotiation, no_content
-from core.errors import Forbidden, NotFound
+from core.api import download, download_negotiation, no_content, validated
+from core.errors import Forbidden
 from core.ids import parse_uuid
-from generation import bulk, exports, services, webhooks
+from core.schema import CSV_FILE
+from generation import bulk, exports, limits, services, webhooks
 from generation.api.serializers import (
     BrandVoiceSerializer,
     BulkBatchSerializer,
@@ -50,7 +50,9 @@ from generation.api.serializers import (
     WebhookSerializer,
 )
 from generation.models import BrandVoice, BulkBatch, GenerationJob, Template, Variant, Webhook
+from organizations.api.tenancy import TenantViewSet
 from organizations.models import Role
+from projects.api.scoping import ProjectScopedCreate
 from projects.models import Project
 
 IDEMPOTENCY_KEY = OpenApiParameter(
@@ -60,35 +62,6 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     description="Retry safely: the same key with the same body returns the first job (200, header "
     "`Idempotent-Replayed: true`); with a different body it is a 409 `idempotency_key_reused`.",
 )
-CSV_FILE = OpenApiResponse(OpenApiTypes.STR, description="A CSV file (UTF-8).")
-
-
-def _validated(serializer_class: type[serializers.Serializer[Any]], data: Any, **kwargs: Any) -> Any:
-    serializer = serializer_class(data=data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return serializer
-
-
-def _download(body: str, content_type: str, filename: str) -> HttpResponse:
-    response = HttpResponse(body.encode("utf-8"), content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["Cache-Control"] = "no-store"
-    return response
-
-
-class ProjectScopedCreate:
-    """Creating in a project named by the body: the project must be in the caller's scope."""
-
-    tenant: Any
-
-    def project_in_scope(self, project_id: uuid.UUID) -> Project:
-        projects = Project.objects.filter(organization=self.tenant.organization)
-        if self.tenant.project_id is not None:  # a key restricted to one project
-            projects = projects.filter(pk=self.tenant.project_id)
-        project = projects.filter(pk=project_id).first()
-        if project is None:
-            raise NotFound("Project not found.", code="project_not_found")
-        return project
 
 
 # --- templates ---------------------------------------------------------------------------------
@@ -122,14 +95,14 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
 
     def filter_queryset(self, queryset: QuerySet[Template]) -> QuerySet[Template]:
         if self.action == "list":
-            wanted = _validated(TemplateFilterSerializer, self.request.query_params).validated_data
+            wanted = validated(TemplateFilterSerializer, self.request.query_params).validated_data
             if wanted.get("category"):
                 queryset = queryset.filter(category=wanted["category"])
         return queryset
 
     @extend_schema(request=TemplateCreateSerializer, responses={201: TemplateDetailSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _validated(TemplateCreateSerializer, request.data).validated_data
+        data = validated(TemplateCreateSerializer, request.data).validated_data
         version = services.create_template(actor=self.actor, organization=self.tenant.organization, **data)
         template = Template.objects.prefetch_related("versions").get(pk=version.template_id)
         return Response(TemplateDetailSerializer(template).data, status=status.HTTP_201_CREATED)
@@ -150,7 +123,7 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         template = self.get_object()
         if template.is_builtin:
             raise Forbidden("Built-in templates are read-only; create your own template instead.", code="builtin")
-        data = _validated(TemplateVersionCreateSerializer, request.data).validated_data
+        data = validated(TemplateVersionCreateSerializer, request.data).validated_data
         version = services.add_template_version(actor=self.actor, template=template, **data)
         return Response(TemplateVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
@@ -184,7 +157,7 @@ class ProjectContentViewSet(TenantViewSet):
 
     def _save_brand_voice(self, request: Request, *, partial: bool) -> Response:
         project = self.get_object()
-        data = _validated(BrandVoiceSerializer, request.data, partial=partial).validated_data
+        data = validated(BrandVoiceSerializer, request.data, partial=partial).validated_data
         voice = services.save_brand_voice(actor=self.actor, project=project, **data)
         return Response(BrandVoiceSerializer(voice).data)
 
@@ -196,7 +169,7 @@ class ProjectContentViewSet(TenantViewSet):
     def export_csv(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         """Every current variant of the project with its job's inputs, template and feedback."""
         project = self.get_object()
-        return _download(exports.export_csv(project), "text/csv; charset=utf-8", f"{project.slug}.csv")
+        return download(exports.export_csv(project), "text/csv; charset=utf-8", f"{project.slug}.csv")
 
     @extend_schema(
         operation_id="projects_export_jsonl",
@@ -214,7 +187,7 @@ class ProjectContentViewSet(TenantViewSet):
         project = self.get_object()
         include_all = request.query_params.get("all", "").lower() in {"1", "true", "yes"}
         body = exports.export_jsonl(project, include_all=include_all)
-        return _download(body, "application/jsonl; charset=utf-8", f"{project.slug}.jsonl")
+        return download(body, "application/jsonl; charset=utf-8", f"{project.slug}.jsonl")
 
 
 # --- jobs and variants -------------------------------------------------------------------------
@@ -238,7 +211,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
     def filter_queryset(self, queryset: QuerySet[GenerationJob]) -> QuerySet[GenerationJob]:
         if self.action != "list":
             return queryset
-        wanted = _validated(JobFilterSerializer, self.request.query_params).validated_data
+        wanted = validated(JobFilterSerializer, self.request.query_params).validated_data
         for name, lookup in (
             ("status", "status"),
             ("project", "project_id"),
@@ -264,7 +237,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
         responses={201: JobSerializer, 200: OpenApiResponse(JobSerializer, description="An idempotent replay.")},
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        serializer = _validated(JobCreateSerializer, request.data)
+        serializer = validated(JobCreateSerializer, request.data)
         data = serializer.validated_data
         project = self.project_in_scope(data["project"])
         version = services.resolve_version(self.tenant.organization, data["template"], data.get("template_version"))
@@ -312,7 +285,7 @@ class VariantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
     def filter_queryset(self, queryset: QuerySet[Variant]) -> QuerySet[Variant]:
         if self.action != "list":
             return queryset
-        wanted = _validated(VariantFilterSerializer, self.request.query_params).validated_data
+        wanted = validated(VariantFilterSerializer, self.request.query_params).validated_data
         if "job" in wanted:
             queryset = queryset.filter(job_id=wanted["job"])
         return queryset.order_by("-job__created_at", "job_id", "index")
@@ -320,7 +293,7 @@ class VariantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
     @extend_schema(request=VariantFeedbackSerializer, responses=VariantSerializer)
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         variant = self.get_object()
-        data = _validated(VariantFeedbackSerializer, request.data).validated_data
+        data = validated(VariantFeedbackSerializer, request.data).validated_data
         variant = services.give_feedback(variant=variant, actor=self.actor, **data)
         return Response(VariantSerializer(variant).data)
 
@@ -364,7 +337,7 @@ class WebhookViewSet(
 
     @extend_schema(request=WebhookSerializer, responses={201: CreatedWebhookSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _validated(WebhookSerializer, request.data).validated_data
+        data = validated(WebhookSerializer, request.data).validated_data
         webhook, secret = webhooks.create_webhook(actor=self.actor, organization=self.tenant.organization, **data)
         body = CreatedWebhookSerializer(webhook).data
         body["secret"] = secret
@@ -400,7 +373,7 @@ class BulkBatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Project
 
     @extend_schema(request={"multipart/form-data": BulkCreateSerializer}, responses={201: BulkBatchSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        serializer = _validated(BulkCreateSerializer, request.data)
+        serializer = validated(BulkCreateSerializer, request.data)
         data = serializer.validated_data
         project = self.project_in_scope(data["project"])
         version = services.resolve_version(self.tenant.organization, data["template"], data.get("template_version"))
@@ -409,7 +382,7 @@ class BulkBatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Project
             organization=self.tenant.organization,
             project=project,
             version=version,
-            data=upload.read(bulk.BULK_MAX_BYTES + 1),  # one byte more than allowed is enough to refuse it
+            data=upload.read(limits.BULK_MAX_BYTES + 1),  # one byte more than allowed is enough to refuse it
             filename=upload.name or "",
             params=serializer.parameters(),
             actor=self.actor,
@@ -425,4 +398,4 @@ class BulkBatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Project
     def results_csv(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         """One line per row of the file: status, error, and each variant's text."""
         batch = self.get_object()
-        return _download(bulk.batch_results_csv(batch), "text/csv; charset=utf-8", f"batch-{batch.pk}.csv")
+        return download(bulk.batch_results_csv(batch), "text/csv; charset=utf-8", f"batch-{batch.pk}.csv")

@@ -6,6 +6,9 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from organizations.models import Role
+from organizations.tenancy import Tenant
+
 
 class Scope(models.TextChoices):
     READ = "read", "Read only"
@@ -62,6 +65,12 @@ class ApiKey(models.Model):
     @property
     def masked(self) -> str:
         return f"{settings.API_KEY_PREFIX}{self.prefix}_" + "•" * 8
+
+    def as_tenant(self) -> Tenant:
+        """Whom a call with this key acts as: its organization, a role from its scope
+        (read -> viewer, write -> editor) and its project restriction, if any."""
+        role = Role.EDITOR if self.scope == Scope.WRITE else Role.VIEWER
+        return Tenant(organization=self.organization, role=role, api_key=self, project_id=self.project_id)
 
     @property
     def is_active(self) -> bool:

@@ -13,8 +13,9 @@ from apikeys import services
 from apikeys.forms import ApiKeyForm
 from apikeys.models import ApiKey
 from core.errors import DomainError
-from core.web import action_done, action_failed, add_domain_error, form_status, post_data, tenant_required
+from core.web import action_done, action_failed, add_domain_error, form_status, post_data
 from organizations.models import Role
+from organizations.tenancy import tenant_required
 
 _FIELD_ERRORS = {"name_required": "name", "invalid_scope": "scope", "invalid_project": "project"}
 

@@ -1,0 +1,1 @@
+"""The audit trail: append-only records of membership, key and billing changes. Imports only ``core``."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 from django.urls import include, re_path
 from rest_framework.routers import DefaultRouter
 
-from accounts.api.views import MeView
 from apikeys.api.views import ApiKeyViewSet
 from billing.api.invoices import InvoiceViewSet
 from billing.api.usage import SubscriptionViewSet, UsageViewSet
+from config.api_views import MeView
 from generation.api.views import (
     BulkBatchViewSet,
     JobViewSet,

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from core import health
+from config import health, views
 
 admin.site.site_header = "Loom administration"
 admin.site.site_title = "Loom admin"
@@ -21,7 +21,13 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("billing/", include("billing.urls")),
-    path("", include("core.urls")),
+    # The server-rendered dashboard. Every page below is scoped to the user's current organization.
+    path("", views.dashboard, name="dashboard"),
+    path("projects/", include("projects.urls")),
+    path("api-keys/", include("apikeys.urls")),
+    path("", include("generation.urls")),
+    path("recommendations/", include("recommendations.urls")),
+    path("", include("organizations.urls")),
 ]
 
 handler400 = "core.views.bad_request"

@@ -1,6 +1,9 @@
-"""What every CSV upload (bulk generation, recommendation data) says about a file it cannot use."""
+"""CSV files in and out: what every upload (bulk generation, recommendation data) says about a file
+it cannot use, and cells every export writes so that a spreadsheet will not run them."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from core.errors import InvalidInput
 
@@ -20,3 +23,14 @@ def decode_csv(data: bytes) -> str:
             'Save it as "CSV UTF-8" and upload it again.',
             "invalid_encoding",
         ) from None
+
+
+#: A cell starting with one of these is a formula to a spreadsheet (CSV injection); see OWASP.
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """Text a spreadsheet will not run as a formula: a leading quote, as OWASP advises."""
+    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
+        return "'" + value
+    return value

@@ -40,8 +40,3 @@ class NotFound(DomainError):
 class Conflict(DomainError):
     status_code = 409
     code = "conflict"
-
-
-class Unprocessable(DomainError):
-    status_code = 422
-    code = "unprocessable"

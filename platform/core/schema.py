@@ -20,6 +20,7 @@ from typing import Any
 
 from drf_spectacular import openapi
 from drf_spectacular.plumbing import force_instance
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
@@ -43,6 +44,9 @@ def error_response(description: str) -> OpenApiResponse:
     """An error answer for ``extend_schema(responses={402: error_response("...")})``."""
     return OpenApiResponse(ErrorSerializer, description=description)
 
+
+#: The answer of an operation that returns a CSV file (an export, a batch's results).
+CSV_FILE = OpenApiResponse(OpenApiTypes.STR, description="A CSV file (UTF-8).")
 
 COMMON_ERRORS = {
     "401": "No valid credentials: a missing, malformed, revoked or expired API key, or no session.",

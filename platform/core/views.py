@@ -1,35 +1,12 @@
-"""The dashboard home, and error pages: JSON under /api/, HTML elsewhere, never a stack trace."""
+"""Error pages: JSON under /api/, HTML elsewhere, never a stack trace."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
 from django.template.loader import render_to_string
 from django_htmx.http import reswap
-
-from apikeys.models import ApiKey
-from core.web import tenant_required
-from organizations.models import Membership, Role
-from projects.models import Project
-
-#: Projects shown on the dashboard; the full list is one click away.
-RECENT_PROJECTS = 6
-
-
-@tenant_required(Role.VIEWER)
-def dashboard(request: HttpRequest) -> HttpResponse:
-    organization = request.tenant.organization  # type: ignore[attr-defined]
-    projects = Project.objects.filter(organization=organization)
-    context = {
-        "recent_projects": projects.order_by("-updated_at")[:RECENT_PROJECTS],
-        "project_count": projects.count(),
-        "member_count": Membership.objects.filter(organization=organization).count(),
-        "key_count": ApiKey.objects.filter(organization=organization).active().count(),
-    }
-    return render(request, "dashboard.html", context)
-
 
 _MESSAGES = {
     400: ("bad_request", "The request could not be understood."),

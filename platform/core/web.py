@@ -1,8 +1,8 @@
 """Shared plumbing for the server-rendered dashboard.
 
-Dashboard views are thin: ``tenant_required`` signs the user in, resolves the
-current organization and checks the role; the view validates a form, calls one
-service and redirects. A ``DomainError`` from the service becomes a form error
+Dashboard views are thin: ``organizations.tenancy.tenant_required`` signs the
+user in, resolves the current organization and checks the role; the view
+validates a form, calls one service and redirects. A ``DomainError`` from the service becomes a form error
 or a message, answered with the error's 4xx status, never a 500.
 
 Inline (htmx) actions get the changed fragment plus the messages, swapped
@@ -13,43 +13,16 @@ posts without JavaScript.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django_htmx.http import reswap
 
 from core.errors import DomainError
-from organizations.models import Role
-
-View = Callable[..., HttpResponse]
-
-
-def tenant_required(role: Role = Role.VIEWER) -> Callable[[View], View]:
-    """Login required, an organization required (else: create one), and at least ``role`` in it.
-
-    Buttons for what a role cannot do are hidden in templates; this is the check that counts.
-    """
-
-    def decorator(view: View) -> View:
-        @wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            tenant = request.tenant  # type: ignore[attr-defined]
-            if not tenant:
-                return redirect("organizations:create")
-            if not tenant.has_role(role):
-                raise PermissionDenied(f"This needs the {role.label.lower()} role or higher.")
-            return view(request, *args, **kwargs)
-
-        return login_required(wrapper)
-
-    return decorator
 
 
 def post_data(request: HttpRequest) -> Any:

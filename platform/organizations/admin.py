@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from accounts.admin import UserAdmin
+from accounts.models import User
 from organizations.models import Invitation, Membership, Organization
 
 
@@ -42,3 +44,21 @@ class InvitationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     search_fields = ["email", "organization__name"]
     list_select_related = ["organization", "invited_by"]
     readonly_fields = ["id", "token_hash", "created_at", "accepted_at", "accepted_by", "invited_by"]
+
+
+class UserMembershipInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = Membership
+    extra = 0
+    fields = ["organization", "role", "created_at"]
+    readonly_fields = ["created_at"]
+    autocomplete_fields = ["organization"]
+
+
+class UserWithMembershipsAdmin(UserAdmin):
+    """The user admin of ``accounts``, with the user's memberships: accounts knows nothing of organizations."""
+
+    inlines = [*UserAdmin.inlines, UserMembershipInline]
+
+
+admin.site.unregister(User)
+admin.site.register(User, UserWithMembershipsAdmin)

@@ -14,15 +14,7 @@ from django.views.decorators.http import require_POST
 
 from core.errors import DomainError, InvalidInput, NotFound
 from core.mail import mail_is_delivered
-from core.tenancy import SESSION_KEY, Tenant, memberships_of
-from core.web import (
-    action_done,
-    action_failed,
-    add_domain_error,
-    form_status,
-    post_data,
-    tenant_required,
-)
+from core.web import action_done, action_failed, add_domain_error, form_status, post_data
 from organizations import services
 from organizations.forms import (
     InviteForm,
@@ -32,6 +24,7 @@ from organizations.forms import (
     TransferOwnershipForm,
 )
 from organizations.models import ASSIGNABLE_ROLES, Invitation, Membership, Role
+from organizations.tenancy import SESSION_KEY, Tenant, memberships_of, tenant_required
 
 _NAME_ERRORS = {"name_required": "name"}
 _INVITE_ERRORS = {"already_member": "email", "already_invited": "email", "invalid_role": "role"}

@@ -9,10 +9,10 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
-from apikeys.models import ApiKey
 from core.errors import DomainError
-from core.web import add_domain_error, form_status, post_data, tenant_required
+from core.web import add_domain_error, form_status, post_data
 from organizations.models import Role
+from organizations.tenancy import tenant_required
 from projects import services
 from projects.forms import ProjectForm
 from projects.models import Project
@@ -38,7 +38,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
 @tenant_required(Role.VIEWER)
 def project_detail(request: HttpRequest, pk: Any) -> HttpResponse:
     project = get_object_or_404(_projects(request).select_related("created_by"), pk=pk)
-    keys = ApiKey.objects.filter(organization=project.organization, project=project).active()
+    keys = project.api_keys.filter(organization=project.organization).active()
     return render(request, "projects/detail.html", {"project": project, "restricted_keys": keys})
 
 

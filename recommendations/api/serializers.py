@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.schema import NOT_BLANK
+from generation import limits as generation_limits
 from generation.api.serializers import JSON_OBJECT, JSONObjectField, NonEmptyFileField, StorableJSONField
-from recommendations import results
+from recommendations import limits, results
 from recommendations.importing import FIELDS, INGEST_MAX_ROWS
 from recommendations.models import (
     Campaign,
@@ -22,7 +22,7 @@ from recommendations.models import (
     RecommendationJob,
     RecommendationJobStatus,
 )
-from recommendations.services import MAX_HOLDOUT_DAYS, MAX_ITEMS_PER_CUSTOMER, MAX_K, SEGMENT_KEYS
+from recommendations.services import SEGMENT_KEYS
 
 # --- JSON shapes ---------------------------------------------------------------------------------
 # What these JSON values hold, for the schema: the services check them and answer with their own codes.
@@ -37,10 +37,10 @@ ATTRIBUTES: dict[str, Any] = {
 _SENT_ATTRIBUTES: dict[str, Any] = {
     "type": "object",
     "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]},
-    "maxProperties": 50,
+    "maxProperties": limits.MAX_SENT_ATTRIBUTES,
     "description": "Names to text or numbers; a customer's country is the one campaign segments filter on.",
 }
-_NAME = {"type": "string", "maxLength": 100, "pattern": NOT_BLANK}
+_NAME = {"type": "string", "maxLength": limits.MAX_SEGMENT_NAME_LENGTH, "pattern": NOT_BLANK}
 
 
 def _record(title: str, what: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -60,9 +60,13 @@ INGEST_EVENT = _record(
     "IngestEvent",
     "An event. Without event_id, one is derived from its content, so a retried batch stores nothing twice.",
     {
-        "event_id": {"type": "string", "maxLength": 200},
-        "customer": {"type": "string", "maxLength": 100, "description": "The customer's external id."},
-        "sku": {"type": "string", "maxLength": 100},
+        "event_id": {"type": "string", "maxLength": limits.MAX_EVENT_ID_LENGTH},
+        "customer": {
+            "type": "string",
+            "maxLength": limits.MAX_EXTERNAL_ID_LENGTH,
+            "description": "The customer's external id.",
+        },
+        "sku": {"type": "string", "maxLength": limits.MAX_SKU_LENGTH},
         "type": {"type": "string", "enum": list(EventType.values), "default": EventType.PURCHASE.value},
         "value": {"type": "number", "default": 1, "description": "A quantity or a rating."},
         "timestamp": {
@@ -76,9 +80,9 @@ INGEST_ITEM = _record(
     "IngestItem",
     "A catalog item, upserted by SKU before the events.",
     {
-        "sku": {"type": "string", "maxLength": 100},
-        "title": {"type": "string", "maxLength": 300},
-        "description": {"type": "string", "maxLength": 5000},
+        "sku": {"type": "string", "maxLength": limits.MAX_SKU_LENGTH},
+        "title": {"type": "string", "maxLength": limits.MAX_TITLE_LENGTH},
+        "description": {"type": "string", "maxLength": limits.MAX_DESCRIPTION_LENGTH},
         "price": {"anyOf": [{"type": "string"}, {"type": "number"}], "description": "A number or a decimal string."},
         "attributes": _SENT_ATTRIBUTES,
     },
@@ -87,14 +91,17 @@ INGEST_ITEM = _record(
 INGEST_CUSTOMER = _record(
     "IngestCustomer",
     "A customer, upserted by external id before the events.",
-    {"external_id": {"type": "string", "maxLength": 100}, "attributes": _SENT_ATTRIBUTES},
+    {"external_id": {"type": "string", "maxLength": limits.MAX_EXTERNAL_ID_LENGTH}, "attributes": _SENT_ATTRIBUTES},
     ["external_id"],
 )
 
 _NAMES = {
-    "anyOf": [{"type": "array", "items": _NAME, "maxItems": 1000}, {**_NAME, "pattern": f"^$|{NOT_BLANK}"}],
+    "anyOf": [
+        {"type": "array", "items": _NAME, "maxItems": limits.MAX_SEGMENT_NAMES},
+        {**_NAME, "pattern": f"^$|{NOT_BLANK}"},
+    ],
     "nullable": True,
-    "description": "At most 1000 names (one name alone may be sent as text).",
+    "description": f"At most {limits.MAX_SEGMENT_NAMES} names (one name alone may be sent as text).",
 }
 _COUNT = {"type": "integer", "minimum": 1, "nullable": True}
 CAMPAIGN_SEGMENT: dict[str, Any] = {
@@ -106,17 +113,22 @@ CAMPAIGN_SEGMENT: dict[str, Any] = {
         "attributes": {
             "type": "object",
             "nullable": True,
-            "maxProperties": 20,
-            "additionalProperties": {"type": "string", "maxLength": 200},
-            "description": "Exact matches on other attributes (names of at most 60 characters).",
+            "maxProperties": limits.MAX_SEGMENT_ATTRIBUTES,
+            "additionalProperties": {"type": "string", "maxLength": limits.MAX_ATTRIBUTE_VALUE_LENGTH},
+            "description": "Exact matches on other attributes "
+            f"(names of at most {limits.MAX_ATTRIBUTE_NAME_LENGTH} characters).",
         },
         "purchased_within_days": {
             **_COUNT,
-            "maximum": 3650,
+            "maximum": limits.MAX_PURCHASED_WITHIN_DAYS,
             "description": "Bought something in the N days before the project's latest event.",
         },
-        "min_purchases": {**_COUNT, "maximum": 100_000, "description": "At least N purchase events."},
-        "limit": {**_COUNT, "maximum": 100_000, "description": "At most this many customers, recent buyers first."},
+        "min_purchases": {**_COUNT, "maximum": limits.MAX_MIN_PURCHASES, "description": "At least N purchase events."},
+        "limit": {
+            **_COUNT,
+            "maximum": limits.MAX_SEGMENT_LIMIT,
+            "description": "At most this many customers, recent buyers first.",
+        },
     },
     "additionalProperties": False,
 }
@@ -127,13 +139,13 @@ CAMPAIGN_PARAMETERS: dict[str, Any] = {
         "max_new_tokens": {
             "type": "integer",
             "minimum": 1,
-            "maximum": settings.GENERATION_MAX_NEW_TOKENS,
+            "maximum": generation_limits.max_new_tokens(),
             "nullable": True,
             "description": "Default: the template's.",
         },
         "temperature": {"type": "number", "minimum": 0, "maximum": 2, "default": 0.2},
         "top_p": {"type": "number", "minimum": 0.01, "maximum": 1},
-        "seed": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "nullable": True},
+        "seed": {"type": "integer", "minimum": 0, "maximum": generation_limits.MAX_SEED, "nullable": True},
     },
     "additionalProperties": False,
 }
@@ -272,7 +284,9 @@ class EventSerializer(serializers.ModelSerializer[Event]):
 
 class ProjectFilterSerializer(serializers.Serializer[Any]):
     project = serializers.UUIDField(required=False, help_text="Only this project's rows.")
-    search = serializers.CharField(required=False, max_length=100, help_text="Text in the SKU/title or external id.")
+    search = serializers.CharField(
+        required=False, max_length=limits.MAX_SKU_LENGTH, help_text="Text in the SKU/title or external id."
+    )
 
 
 class EventFilterSerializer(serializers.Serializer[Any]):
@@ -361,7 +375,7 @@ class DataImportCreateSerializer(serializers.Serializer[Any]):
     mapping = serializers.CharField(
         required=False,
         allow_blank=True,
-        max_length=5000,
+        max_length=limits.MAX_FORM_TEXT_LENGTH,
         help_text="JSON object of field -> column name. Fields: "
         + ", ".join(FIELDS)
         + ", customer.<attribute>, item.<attribute>. Default: recognised from the header (Online Retail, or "
@@ -370,7 +384,7 @@ class DataImportCreateSerializer(serializers.Serializer[Any]):
     exclude_skus = serializers.CharField(
         required=False,
         allow_blank=True,
-        max_length=5000,
+        max_length=limits.MAX_FORM_TEXT_LENGTH,
         help_text="Comma-separated SKUs that are no products (counted as non_product). "
         "Default for the Online Retail format: its postage, fee and discount codes.",
     )
@@ -416,9 +430,9 @@ class RecommendationJobSerializer(serializers.ModelSerializer[RecommendationJob]
 
 class RecommendationJobCreateSerializer(serializers.Serializer[Any]):
     project = serializers.UUIDField()
-    k = serializers.IntegerField(default=10, help_text=f"Recommendations stored per customer, 1..{MAX_K}.")
+    k = serializers.IntegerField(default=10, help_text=f"Recommendations stored per customer, 1..{limits.MAX_K}.")
     holdout_days = serializers.IntegerField(
-        default=28, help_text=f"Most recent days held out for the evaluation, 1..{MAX_HOLDOUT_DAYS}."
+        default=28, help_text=f"Most recent days held out for the evaluation, 1..{limits.MAX_HOLDOUT_DAYS}."
     )
     exclude_purchased = serializers.BooleanField(
         required=False, allow_null=True, default=None, help_text="Default: the project's setting."
@@ -528,9 +542,9 @@ class CampaignSerializer(serializers.ModelSerializer[Campaign]):
 
 class CampaignCreateSerializer(serializers.Serializer[Any]):
     project = serializers.UUIDField()
-    name = serializers.CharField(max_length=120)
+    name = serializers.CharField(max_length=limits.MAX_CAMPAIGN_NAME_LENGTH)
     template = serializers.CharField(
-        max_length=200,
+        max_length=generation_limits.MAX_TEMPLATE_REF_LENGTH,
         default="personalized-recommendation",
         help_text="A template id or slug with a product or products variable.",
     )
@@ -538,7 +552,7 @@ class CampaignCreateSerializer(serializers.Serializer[Any]):
     segment = SegmentField(
         default=dict, help_text="Filters: " + ", ".join(sorted(SEGMENT_KEYS)) + " (see the campaign docs)."
     )
-    items_per_customer = serializers.IntegerField(default=3, help_text=f"1..{MAX_ITEMS_PER_CUSTOMER}")
+    items_per_customer = serializers.IntegerField(default=3, help_text=f"1..{limits.MAX_ITEMS_PER_CUSTOMER}")
     inputs = SharedInputsField(default=dict)
     params = CampaignParametersField(
         default=dict, help_text="max_new_tokens, temperature (default 0.2: small models follow the template best), "

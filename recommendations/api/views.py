@@ -18,9 +18,11 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import TenantViewSet, download_negotiation
+from core.api import download, download_negotiation, validated
 from core.errors import InvalidInput
-from generation.api.views import CSV_FILE, ProjectScopedCreate, _download, _validated
+from core.schema import CSV_FILE
+from organizations.api.tenancy import TenantViewSet
+from projects.api.scoping import ProjectScopedCreate
 from projects.models import Project
 from recommendations import importing, results, services
 from recommendations.api.serializers import (
@@ -55,7 +57,7 @@ from recommendations.models import (
 
 
 def _filters(serializer_class: type[serializers.Serializer[Any]], request: Request) -> dict[str, Any]:
-    return dict(_validated(serializer_class, request.query_params).validated_data)
+    return dict(validated(serializer_class, request.query_params).validated_data)
 
 
 # --- catalog and customers -------------------------------------------------------------------------
@@ -160,7 +162,7 @@ class EventViewSet(mixins.ListModelMixin, ProjectScopedCreate, TenantViewSet):
         "index. 201 when anything was stored, 200 when everything was already there (a retry).",
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _validated(IngestSerializer, request.data).validated_data
+        data = validated(IngestSerializer, request.data).validated_data
         project = self.project_in_scope(data["project"])
         report = importing.ingest(
             organization=self.tenant.organization,
@@ -215,7 +217,7 @@ class DataImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Projec
         responses={201: DataImportSerializer, 413: None},
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _validated(DataImportCreateSerializer, request.data).validated_data
+        data = validated(DataImportCreateSerializer, request.data).validated_data
         project = self.project_in_scope(data["project"])
         upload = data["file"]
         if upload.size is not None and upload.size > importing.max_bytes():
@@ -278,7 +280,7 @@ class RecommendationJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     @extend_schema(request=RecommendationJobCreateSerializer, responses={201: RecommendationJobSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _validated(RecommendationJobCreateSerializer, request.data).validated_data
+        data = validated(RecommendationJobCreateSerializer, request.data).validated_data
         project = self.project_in_scope(data.pop("project"))
         job = services.start_recommendation_job(
             organization=self.tenant.organization,
@@ -315,7 +317,7 @@ class ProjectRecommendationSettingsViewSet(TenantViewSet):
 
     def _save(self, request: Request, *, partial: bool) -> Response:
         project = self.get_object()
-        data = _validated(RecommendationSettingsSerializer, request.data, partial=partial).validated_data
+        data = validated(RecommendationSettingsSerializer, request.data, partial=partial).validated_data
         wanted = data.get("exclude_purchased", services.settings_for(project).exclude_purchased)
         saved = services.save_settings(actor=self.actor, project=project, exclude_purchased=wanted)
         return Response(RecommendationSettingsSerializer(saved).data)
@@ -346,7 +348,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectS
 
     @extend_schema(request=CampaignCreateSerializer, responses={201: CampaignSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _validated(CampaignCreateSerializer, request.data).validated_data
+        data = validated(CampaignCreateSerializer, request.data).validated_data
         project = self.project_in_scope(data["project"])
         campaign = services.create_campaign(
             organization=self.tenant.organization,
@@ -379,4 +381,4 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectS
     def results_csv(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         """One line per customer (spreadsheet-safe): items, status, copy, mentioned items."""
         campaign = self.get_object()
-        return _download(results.results_csv(campaign), "text/csv; charset=utf-8", f"campaign-{campaign.pk}.csv")
+        return download(results.results_csv(campaign), "text/csv; charset=utf-8", f"campaign-{campaign.pk}.csv")

@@ -10,8 +10,9 @@ from rest_framework.response import Response
 from apikeys import services
 from apikeys.api.serializers import ApiKeySerializer, IssuedApiKeySerializer
 from apikeys.models import ApiKey
-from core.api import TenantViewSet, no_content
+from core.api import no_content
 from core.errors import InvalidInput
+from organizations.api.tenancy import TenantViewSet
 from organizations.models import Role
 from projects.models import Project
 

@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     "generation",
     "billing",
     "recommendations",
+    # The top layer: the site's URLs and the commands that span apps (``seed_demo``).
+    "config",
 ]
 
 MIDDLEWARE = [
@@ -72,7 +74,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "core.middleware.CurrentOrganizationMiddleware",
+    "organizations.middleware.CurrentOrganizationMiddleware",
     # After authentication: limits every /api/v1/ call by key, organization or client address.
     "billing.ratelimit.ApiRateLimitMiddleware",
 ]
@@ -91,7 +93,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "core.context_processors.organization",
+                "organizations.context_processors.organization",
                 "core.mail.mail",
             ],
         },

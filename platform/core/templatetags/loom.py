@@ -7,8 +7,6 @@ from typing import Any
 from django import template
 from django.http import HttpRequest
 
-from organizations.models import Role
-
 register = template.Library()
 
 #: Generation pages by navigation entry; the rest belong to "Generate".
@@ -25,7 +23,7 @@ _ORGANIZATION_SECTIONS = {"settings": "settings", "create": "", "switch": "", "i
 @register.filter
 def has_role(tenant: Any, role: str) -> bool:
     """``{% if current_tenant|has_role:"editor" %}``: whether to show a button. The view checks again."""
-    return bool(tenant) and tenant.has_role(Role(role))
+    return bool(tenant) and tenant.has_role(role)
 
 
 @register.simple_tag

@@ -11,8 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apikeys.models import ApiKey
-from core.api import TenantViewSet, no_content
+from core.api import no_content
 from organizations import services
 from organizations.api.serializers import (
     AcceptInvitationSerializer,
@@ -21,7 +20,9 @@ from organizations.api.serializers import (
     OrganizationSerializer,
     RoleChangeSerializer,
 )
+from organizations.api.tenancy import TenantViewSet
 from organizations.models import Invitation, Membership, Organization, Role
+from organizations.tenancy import credential_tenant
 
 
 class OrganizationViewSet(viewsets.ReadOnlyModelViewSet):  # type: ignore[type-arg]
@@ -33,15 +34,16 @@ class OrganizationViewSet(viewsets.ReadOnlyModelViewSet):  # type: ignore[type-a
     def get_queryset(self) -> QuerySet[Organization]:
         if getattr(self, "swagger_fake_view", False):
             return Organization.objects.none()
-        if isinstance(self.request.auth, ApiKey):
-            return Organization.objects.filter(pk=self.request.auth.organization_id)
+        key_tenant = credential_tenant(self.request)
+        if key_tenant is not None:
+            return Organization.objects.filter(pk=key_tenant.organization.pk)
         return Organization.objects.filter(memberships__user=self.request.user)
 
     def get_serializer_context(self) -> dict[str, Any]:
         context = super().get_serializer_context()
-        if isinstance(self.request.auth, ApiKey):
-            key = self.request.auth
-            context["roles"] = {key.organization_id: "editor" if key.scope == "write" else "viewer"}
+        key_tenant = credential_tenant(self.request)
+        if key_tenant is not None:
+            context["roles"] = {key_tenant.organization.pk: key_tenant.role.value}
         elif self.request.user.is_authenticated:
             context["roles"] = dict(
                 Membership.objects.filter(user=self.request.user).values_list("organization_id", "role")
@@ -125,7 +127,7 @@ class AcceptInvitationView(APIView):
 
     @extend_schema(request=AcceptInvitationSerializer, responses=MemberSerializer)
     def post(self, request: Request) -> Response:
-        if isinstance(request.auth, ApiKey):
+        if credential_tenant(request) is not None:
             raise PermissionDenied("Invitations are accepted by a signed-in person, not an API key.")
         data = AcceptInvitationSerializer(data=request.data)
         data.is_valid(raise_exception=True)

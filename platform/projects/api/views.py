@@ -7,7 +7,8 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import TenantViewSet, no_content
+from core.api import no_content
+from organizations.api.tenancy import TenantViewSet
 from organizations.models import Role
 from projects import services
 from projects.api.serializers import ProjectSerializer

@@ -2,22 +2,30 @@
 
 The tenant is resolved once per request from the credential:
 - an API key carries its organization, an effective role from its scope
-  (read -> viewer, write -> editor) and an optional project restriction;
+  (read -> viewer, write -> editor) and an optional project restriction
+  (``TenantCredential``: the key says which tenant it acts as);
 - a session user acts in the organization named by the ``X-Organization``
   header (id or slug), else the one chosen in the dashboard's switcher, else
   their first membership.
+
+Dashboard views guard themselves with ``tenant_required``; API views derive from
+``organizations.api.tenancy.TenantViewSet``.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import wraps
+from typing import Any, Protocol, runtime_checkable
 
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.validators import slug_re
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 
-from apikeys.models import ApiKey, Scope
 from core.errors import NotFound
 from core.ids import parse_uuid
 from organizations.models import Membership, Organization, Role
@@ -25,24 +33,33 @@ from organizations.models import Membership, Organization, Role
 SESSION_KEY = "current_organization_id"
 HEADER = "HTTP_X_ORGANIZATION"
 
+View = Callable[..., HttpResponse]
+
 
 @dataclass(frozen=True)
 class Tenant:
     organization: Organization
     role: Role
     user: Any | None = None  # a User for sessions; None for API keys
-    api_key: ApiKey | None = None
+    api_key: Any | None = None  # the ApiKey of the call (apikeys sits above this app)
     project_id: uuid.UUID | None = None  # set for project-restricted keys
 
-    def has_role(self, role: Role) -> bool:
-        return self.role.at_least(role)
+    def has_role(self, role: Role | str) -> bool:
+        """At least ``role``, a ``Role`` or its value (templates say ``"editor"``)."""
+        return self.role.at_least(Role(role))
 
 
-def tenant_for_key(api_key: ApiKey) -> Tenant:
-    role = Role.EDITOR if api_key.scope == Scope.WRITE else Role.VIEWER
-    return Tenant(
-        organization=api_key.organization, role=role, api_key=api_key, project_id=api_key.project_id
-    )
+@runtime_checkable
+class TenantCredential(Protocol):
+    """A credential that acts for one organization by itself: an API key (``apikeys.models.ApiKey``)."""
+
+    def as_tenant(self) -> Tenant: ...
+
+
+def credential_tenant(request: Any) -> Tenant | None:
+    """The tenant the request's credential carries (an API key); None for a session or no credential."""
+    auth = getattr(request, "auth", None)
+    return auth.as_tenant() if isinstance(auth, TenantCredential) else None
 
 
 def memberships_of(user: Any) -> Any:
@@ -77,11 +94,33 @@ def resolve_tenant(request: Any) -> Tenant | None:
         return request._tenant  # type: ignore[no-any-return]
     auth = getattr(request, "auth", None)
     user = getattr(request, "user", None)
-    if isinstance(auth, ApiKey):
-        tenant: Tenant | None = tenant_for_key(auth)
+    if isinstance(auth, TenantCredential):
+        tenant: Tenant | None = auth.as_tenant()
     elif user is not None and user.is_authenticated:
         tenant = tenant_for_user(request, user)
     else:
         tenant = None
     request._tenant = tenant
     return tenant
+
+
+def tenant_required(role: Role = Role.VIEWER) -> Callable[[View], View]:
+    """Login required, an organization required (else: create one), and at least ``role`` in it.
+
+    ``request.tenant`` is set by ``organizations.middleware.CurrentOrganizationMiddleware``.
+    Buttons for what a role cannot do are hidden in templates; this is the check that counts.
+    """
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            tenant = request.tenant  # type: ignore[attr-defined]
+            if not tenant:
+                return redirect("organizations:create")
+            if not tenant.has_role(role):
+                raise PermissionDenied(f"This needs the {role.label.lower()} role or higher.")
+            return view(request, *args, **kwargs)
+
+        return login_required(wrapper)
+
+    return decorator

@@ -19,10 +19,14 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from billing import services as billing
+from generation.scoring import embed
+from recommendations import dispatch, engine
 from recommendations.models import (
     CatalogItem,
     Event,
@@ -91,8 +95,6 @@ def fail(job: RecommendationJob, reason: str) -> None:
 
 def run_job(job_id: Any) -> RecommendationJob | None:
     """Claim, compute and store one job; returns it in its final state, or None if there was nothing to do."""
-    from celery.exceptions import SoftTimeLimitExceeded
-
     job = claim(job_id)
     if job is None:
         return None
@@ -125,10 +127,8 @@ def event_weight(kind: str, value: float) -> float:
     return EVENT_WEIGHTS.get(kind, 0.0)  # type: ignore[call-overload]
 
 
-def load_interactions(job: RecommendationJob) -> tuple[Any, dict[str, set[str]], dict[str, int]]:
+def load_interactions(job: RecommendationJob) -> tuple[engine.Interactions, dict[str, set[str]], dict[str, int]]:
     """The project's events as engine interactions, and per customer the items they bought."""
-    from recommendations.engine import Interactions
-
     rows = Event.objects.filter(project_id=job.project_id).values_list(
         "customer_id", "item_id", "type", "value", "occurred_at"
     )
@@ -148,7 +148,7 @@ def load_interactions(job: RecommendationJob) -> tuple[Any, dict[str, set[str]],
         raise TrainingError(
             "The project has no events to learn from (purchases, carts, views or ratings above 3); import data first."
         )
-    return Interactions.from_records(records), purchased, kinds
+    return engine.Interactions.from_records(records), purchased, kinds
 
 
 def text_hash(text: str) -> str:
@@ -161,8 +161,6 @@ def item_text(item: CatalogItem) -> str:
 
 def item_embeddings(job: RecommendationJob) -> dict[str, np.ndarray]:
     """Every catalog item's title/description embedding; only new or changed texts are computed."""
-    from generation.scoring import embed
-
     fields = ("pk", "sku", "title", "description", "embedding", "embedding_text_hash")
     items = list(CatalogItem.objects.filter(project_id=job.project_id).only(*fields))
     stale = [item for item in items if item.embedding_text_hash != text_hash(item_text(item)) or not item.embedding]
@@ -178,8 +176,6 @@ def item_embeddings(job: RecommendationJob) -> dict[str, np.ndarray]:
 
 
 def compute(job: RecommendationJob) -> Outcome:
-    from recommendations.engine import evaluate, train
-
     clock = time.monotonic()
     interactions, purchased, kinds = load_interactions(job)
     timings = {"load_s": time.monotonic() - clock}
@@ -192,7 +188,7 @@ def compute(job: RecommendationJob) -> Outcome:
     }
 
     clock = time.monotonic()
-    model = train(interactions, item_embeddings=embeddings or None, seed=job.seed)
+    model = engine.train(interactions, item_embeddings=embeddings or None, seed=job.seed)
     timings["train_s"] = time.monotonic() - clock
 
     clock = time.monotonic()
@@ -205,7 +201,7 @@ def compute(job: RecommendationJob) -> Outcome:
 
     clock = time.monotonic()
     try:
-        outcome.metrics = evaluate(
+        outcome.metrics = engine.evaluate(
             interactions,
             holdout_days=job.holdout_days,
             k=job.k,
@@ -265,8 +261,6 @@ def _similar(job: RecommendationJob, model: Any, interactions: Any) -> list[Simi
 
 def store(job: RecommendationJob, outcome: Outcome, *, seconds: float) -> RecommendationJob:
     """Results, metrics, the final state and the compute charge: one transaction, so all or nothing."""
-    from billing.services import charge_compute
-
     with transaction.atomic():
         locked = RecommendationJob.objects.select_for_update().select_related("organization", "project").get(pk=job.pk)
         if locked.is_final:
@@ -282,7 +276,7 @@ def store(job: RecommendationJob, outcome: Outcome, *, seconds: float) -> Recomm
         locked.failure_reason = ""
         locked.finished_at = timezone.now()
         locked.save(update_fields=["compute_seconds", "metrics", "stats", "status", "failure_reason", "finished_at"])
-        charge_compute(
+        billing.charge_compute(
             organization=locked.organization,
             reference=f"recommendation:{locked.pk}",
             seconds=locked.compute_seconds,
@@ -296,9 +290,10 @@ def store(job: RecommendationJob, outcome: Outcome, *, seconds: float) -> Recomm
 
 def reconcile(stale_after: timedelta = timedelta(minutes=5)) -> list[str]:
     """Re-enqueue jobs that sat queued without a task (a crash between commit and enqueue), and fail jobs
-    still running long after the task time limit (their worker vanished and Redis has not redelivered yet)."""
-    from recommendations.services import enqueue
+    still running long after the task time limit (their worker vanished and Redis has not redelivered yet).
 
+    Returns the ids of the queued jobs it tried to enqueue; one the broker refused is tried again on the next run.
+    """
     now = timezone.now()
     lost = RecommendationJob.objects.filter(
         status=RecommendationJobStatus.RUNNING,
@@ -312,5 +307,5 @@ def reconcile(stale_after: timedelta = timedelta(minutes=5)) -> list[str]:
     queued = RecommendationJob.objects.filter(status=RecommendationJobStatus.QUEUED, created_at__lt=now - stale_after)
     ids = [str(pk) for pk in queued.values_list("pk", flat=True)[:100]]
     for job_id in ids:
-        enqueue(job_id)
+        dispatch.enqueue(job_id)
     return ids

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from core.tenancy import memberships_of
+from organizations.tenancy import memberships_of
 
 
 def organization(request: HttpRequest) -> dict[str, Any]:

@@ -1,3 +1,5 @@
+"""API views that span the platform apps: ``/api/v1/me``, the caller as a user or an API key."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -8,12 +10,11 @@ from rest_framework.views import APIView
 
 from accounts.api.serializers import UserSerializer
 from apikeys.models import ApiKey, Scope
-from core.tenancy import resolve_tenant
+from organizations.tenancy import resolve_tenant
 
 
 class MeView(APIView):
     """The caller: the signed-in user, or the API key and its organization."""
-
 
     @extend_schema(
         responses=inline_serializer(

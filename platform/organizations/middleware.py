@@ -6,7 +6,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject
 
-from core.tenancy import tenant_for_user
+from organizations.tenancy import tenant_for_user
 
 
 class CurrentOrganizationMiddleware:
