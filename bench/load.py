@@ -61,7 +61,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -72,6 +71,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bench import harness
+from bench.harness import free_port, wait_for  # noqa: F401  (bench.chaos and the tests use them from here)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -195,23 +197,6 @@ def prepare_organization(users: int) -> Target:
     return Target(base_url="", keys=keys, project_id=str(project.pk), organization_id=str(organization.pk))
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
 class Stack:
     """The platform's processes for one run: gunicorn, a stub generation worker, a default worker, beat."""
 
@@ -222,9 +207,10 @@ class Stack:
         self.run_id = run_id
         self.env = {**os.environ, **environment}
         self.log_dir = Path(settings.VAR_DIR)
-        self.web_port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.web_port}"
         self.web_workers, self.web_threads = web_workers, web_threads
+        self.web = harness.WebServer(self.env, workers=web_workers, threads=web_threads, name="web",
+                                     log_path=self.log_dir / "bench-web.log", timeout=90, new_session=True)
+        self.web_port, self.base_url = self.web.port, self.web.base_url
         self.generation_concurrency = generation_concurrency
         self.worker_nice = worker_nice
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -234,11 +220,8 @@ class Stack:
     def _spawn(
         self, name: str, args: list[str], env: dict[str, str] | None = None, *, nice: int = 0
     ) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"bench-{name}.log").open("ab")
-        process = subprocess.Popen(  # noqa: S603 (our interpreter, our arguments)
-            [sys.executable, *args], cwd=REPO_ROOT, env=env or self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=(lambda: os.nice(nice)) if nice else None,
-        )
+        process, log = harness.spawn(args, env=env or self.env, log_path=self.log_dir / f"bench-{name}.log",
+                                     new_session=True, nice=nice)
         log.close()
         self.processes[name] = process
         return process
@@ -247,22 +230,8 @@ class Stack:
         return f"bench-{name}-{self.run_id}@localhost"
 
     def start_web(self) -> None:
-        env = {**self.env, "WEB_BIND": f"127.0.0.1:{self.web_port}", "WEB_CONCURRENCY": str(self.web_workers),
-               "WEB_THREADS": str(self.web_threads), "WEB_TIMEOUT": "30"}
-        process = self._spawn("web", ["-m", "gunicorn", "-c", "platform/config/gunicorn.py",
-                                      "config.wsgi:application"], env)
-
-        def up() -> bool:
-            import requests
-
-            if process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited; see {self.log_dir / 'bench-web.log'}")
-            try:
-                return requests.get(self.base_url + "/healthz", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_for(up, 90, "the web server")
+        self.web.start()
+        self.processes["web"] = self.web.process  # type: ignore[assignment]
 
     def start_generation_worker(self) -> None:
         self._start_worker("generation", "generation", "--pool", "threads",
@@ -272,22 +241,11 @@ class Stack:
         self._start_worker("default", "default,recommendation", "--concurrency", "1")
 
     def _start_worker(self, name: str, queues: str, *extra: str) -> None:
-        from workers.heartbeat import live_workers
-
         hostname = self.hostname(name)
-        process = self._spawn(name, ["-m", "celery", "-A", "workers", "worker", "--queues", queues, "--hostname",
-                                     hostname, "--without-mingle", "--without-gossip", "--loglevel", "WARNING",
-                                     *extra], nice=self.worker_nice)
-
-        def up() -> bool:
-            if process.poll() is not None:
-                raise RuntimeError(f"worker {name} exited; see {self.log_dir / f'bench-{name}.log'}")
-            try:
-                return hostname in live_workers()
-            except Exception:  # Redis restarting under the chaos soak: ask again
-                return False
-
-        wait_for(up, 120, f"the {name} worker")
+        process = self._spawn(name, harness.worker_args(queues, hostname, *extra, loglevel="WARNING"),
+                              nice=self.worker_nice)
+        harness.wait_for_heartbeat(process, hostname, timeout=120, tolerate_redis_errors=True,
+                                   what=f"the {name} worker (see {self.log_dir / f'bench-{name}.log'})")
 
     def start_beat(self) -> None:
         schedule = Path(tempfile.gettempdir()) / f"loom-bench-beat-{self.run_id}"

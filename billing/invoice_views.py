@@ -10,31 +10,26 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 
 from billing import payments
 from billing.models import Invoice
 from billing.pdf import render_invoice_pdf
 from organizations.models import Role
-from organizations.tenancy import tenant_required
+from organizations.tenancy import scoped, scoped_or_404, tenant_required
 
 #: Invoices per page: two years of monthly invoices.
 INVOICES_PAGE_SIZE = 24
 
 
-def _invoices(request: HttpRequest) -> QuerySet[Invoice]:
-    return Invoice.objects.filter(organization=request.tenant.organization)  # type: ignore[attr-defined]
-
-
 def _invoice(request: HttpRequest, pk: Any) -> Invoice:
-    return get_object_or_404(_invoices(request).prefetch_related("lines"), pk=pk)
+    return scoped_or_404(request, Invoice.objects.prefetch_related("lines"), pk=pk)
 
 
 @tenant_required(Role.ADMIN)
 def invoice_list(request: HttpRequest) -> HttpResponse:
-    page = Paginator(_invoices(request).order_by("-issued_at", "-number"), INVOICES_PAGE_SIZE).get_page(
+    page = Paginator(scoped(request, Invoice).order_by("-issued_at", "-number"), INVOICES_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
     return render(request, "billing/invoice_list.html", {"page": page, "stripe_enabled": payments.enabled()})

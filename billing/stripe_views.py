@@ -22,7 +22,7 @@ from django_htmx.http import reswap
 from billing import payments
 from core.errors import DomainError
 from organizations.models import Role
-from organizations.tenancy import tenant_required
+from organizations.tenancy import current_organization, tenant_required
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def checkout(request: HttpRequest) -> HttpResponse:
         plan = payments.purchasable_plan(request.POST.get("plan", ""))
         back = _billing_page(request)
         url = payments.checkout_url(
-            organization=request.tenant.organization,  # type: ignore[attr-defined]
+            organization=current_organization(request),
             plan=plan,
             actor=request.user,  # type: ignore[arg-type]
             success_url=f"{back}?checkout=done",
@@ -102,7 +102,7 @@ def portal(request: HttpRequest) -> HttpResponse:
     """Send an admin to the Stripe Billing Portal (payment methods, Stripe's invoices, cancellation)."""
     try:
         url = payments.portal_url(
-            organization=request.tenant.organization,  # type: ignore[attr-defined]
+            organization=current_organization(request),
             return_url=_billing_page(request),
         )
     except DomainError as exc:

@@ -24,7 +24,7 @@ from billing.models import LedgerEntry, Plan, Subscription
 from core.errors import DomainError
 from core.web import action_done, action_failed, add_domain_error, form_status, is_htmx
 from organizations.models import Role
-from organizations.tenancy import tenant_required
+from organizations.tenancy import current_organization, current_tenant, scoped, tenant_required
 
 #: How the usage chart can be broken down (``?by=``), with the button labels.
 BREAKDOWNS = {"project": "By project", "api_key": "By API key"}
@@ -47,12 +47,8 @@ def _plan_choice_label(plan: Plan, current: Plan) -> str:
     return f"{label} (current)" if plan.pk == current.pk else label
 
 
-def _organization(request: HttpRequest) -> Any:
-    return request.tenant.organization  # type: ignore[attr-defined]
-
-
 def _entries(request: HttpRequest) -> QuerySet[LedgerEntry]:
-    return LedgerEntry.objects.filter(organization=_organization(request))
+    return scoped(request, LedgerEntry)
 
 
 def _breakdown(request: HttpRequest) -> str:
@@ -61,7 +57,7 @@ def _breakdown(request: HttpRequest) -> str:
 
 
 def _usage_context(request: HttpRequest, by: str) -> dict[str, Any]:
-    organization = _organization(request)
+    organization = current_organization(request)
     period = usage.parse_range(organization, start=None, end=None)
     entries = _entries(request)
     series = usage.daily_breakdown(organization, entries, period, by)
@@ -77,7 +73,7 @@ def _usage_context(request: HttpRequest, by: str) -> dict[str, Any]:
 
 
 def _page(request: HttpRequest, form: PlanChangeForm | None = None, *, status: int = 200) -> HttpResponse:
-    organization = _organization(request)
+    organization = current_organization(request)
     allowance = usage.allowance(organization)
     plans = Plan.objects.filter(is_active=True)
     subscription = Subscription.objects.filter(organization=organization).first()
@@ -86,7 +82,7 @@ def _page(request: HttpRequest, form: PlanChangeForm | None = None, *, status: i
         "plan": allowance.plan,
         "plans": plans,
         "form": form or PlanChangeForm(plans=plans, current=allowance.plan),
-        "can_change_plan": request.tenant.has_role(Role.ADMIN),  # type: ignore[attr-defined]
+        "can_change_plan": current_tenant(request).has_role(Role.ADMIN),
         # Card payments (billing/stripe_views.py) only where Stripe is configured; else invoices are paid manually.
         "stripe_enabled": payments.enabled(),
         "stripe_plans": plans.exclude(stripe_price_id=""),
@@ -107,7 +103,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 @require_POST
 @tenant_required(Role.ADMIN)
 def change_plan(request: HttpRequest) -> HttpResponse:
-    organization = _organization(request)
+    organization = current_organization(request)
     current = services.current_plan(organization)
     form = PlanChangeForm(request.POST, plans=Plan.objects.filter(is_active=True), current=current)
     if form.is_valid():
@@ -133,7 +129,7 @@ def change_plan(request: HttpRequest) -> HttpResponse:
 @tenant_required(Role.ADMIN)
 def cancel_plan_change(request: HttpRequest) -> HttpResponse:
     try:
-        subscription = services.cancel_plan_change(actor=request.user, organization=_organization(request))  # type: ignore[arg-type]
+        subscription = services.cancel_plan_change(actor=request.user, organization=current_organization(request))  # type: ignore[arg-type]
     except DomainError as exc:
         return action_failed(request, exc, _page)
     return action_done(

@@ -5,7 +5,7 @@ skipped, and variants are stored in one transaction guarded by a unique
 (job, index, revision) constraint, so a redelivered task never duplicates
 variants or usage.
 
-Faults (tests/test_reliability_faults.py injects each one): a lost database
+Faults (tests/workers/test_reliability_faults.py injects each one): a lost database
 connection is retried, never a reason to fail a job (``with_db_retry``); Redis
 going away does not stop a running job (``StopCheck``); a job's last attempt
 after losing its worker runs alone in its process (``SuspectIsolation``), so a
@@ -97,7 +97,7 @@ class SuspectIsolation:
 
     A job whose worker died under it may be what killed it: an input that crashes the model or
     exhausts its memory. Run again beside other jobs it takes them down with it each time, and they
-    use up their attempts too (tests/test_reliability_faults.py: three ordinary jobs failed beside one
+    use up their attempts too (tests/workers/test_reliability_faults.py: three ordinary jobs failed beside one
     such job when it ran with them). So a job about to take its last attempt waits until the jobs
     running in this process are done, and holds new ones back until it is: if it
     kills the worker again, only its own attempt is spent, and a job that was merely beside it gets

@@ -1,7 +1,7 @@
 """Dashboard pages for generation: template gallery, generate form, jobs, history, brand voice, bulk.
 
 Everyone in the organization reads; editors generate and give feedback. Every lookup goes
-through the querysets below, scoped to the current organization: another one's job, variant,
+through ``organizations.tenancy.scoped``, scoped to the current organization: another one's job, variant,
 project or batch is a 404.
 """
 
@@ -40,7 +40,13 @@ from generation.forms import (
 from generation.models import BrandVoice, BulkBatch, GenerationJob, JobStatus, Template, TemplateVersion, Variant
 from generation.templatetags.generation_tags import category_label
 from organizations.models import Role
-from organizations.tenancy import tenant_required
+from organizations.tenancy import (
+    current_organization,
+    current_tenant,
+    scoped,
+    scoped_or_404,
+    tenant_required,
+)
 from projects.models import Project
 from workers.heartbeat import GENERATION_QUEUE, queue_status
 
@@ -53,34 +59,14 @@ RECENT_BATCHES = 10
 # --- scoping -----------------------------------------------------------------------------------
 
 
-def _organization(request: HttpRequest) -> Any:
-    return request.tenant.organization  # type: ignore[attr-defined]
-
-
 def _can_edit(request: HttpRequest) -> bool:
-    return bool(request.tenant.has_role(Role.EDITOR))  # type: ignore[attr-defined]
-
-
-def _projects(request: HttpRequest) -> QuerySet[Project]:
-    return Project.objects.filter(organization=_organization(request))
-
-
-def _jobs(request: HttpRequest) -> QuerySet[GenerationJob]:
-    return GenerationJob.objects.filter(organization=_organization(request))
-
-
-def _variants(request: HttpRequest) -> QuerySet[Variant]:
-    return Variant.objects.filter(job__organization=_organization(request))
-
-
-def _batches(request: HttpRequest) -> QuerySet[BulkBatch]:
-    return BulkBatch.objects.filter(organization=_organization(request))
+    return current_tenant(request).has_role(Role.EDITOR)
 
 
 def _templates(request: HttpRequest) -> QuerySet[Template]:
     """Built-in and own templates that have a version to generate with."""
     has_version = Exists(TemplateVersion.objects.filter(template=OuterRef("pk")))
-    return services.templates_for(_organization(request)).filter(has_version)
+    return services.templates_for(current_organization(request)).filter(has_version)
 
 
 def _project_param(request: HttpRequest) -> Project | None:
@@ -89,7 +75,7 @@ def _project_param(request: HttpRequest) -> Project | None:
         project_id = uuid.UUID(request.GET.get("project", ""))
     except ValueError:
         return None
-    return _projects(request).filter(pk=project_id).first()
+    return scoped(request, Project).filter(pk=project_id).first()
 
 
 # --- gallery and generate form -------------------------------------------------------------------
@@ -124,15 +110,15 @@ def _version_number(request: HttpRequest) -> int | None:
 def generate(request: HttpRequest, template_id: Any) -> HttpResponse:
     """GET: the form built from the template's variables. POST: queue a job and go to its page."""
     try:
-        version = services.resolve_version(_organization(request), template_id, _version_number(request))
+        version = services.resolve_version(current_organization(request), template_id, _version_number(request))
     except DomainError:
         raise Http404("No such template.") from None
-    projects = _projects(request)
+    projects = scoped(request, Project)
     form = GenerateForm(version, projects, post_data(request), project=_project_param(request))
     if form.is_bound and form.is_valid():
         try:
             job, created = services.submit_generation(
-                organization=_organization(request),
+                organization=current_organization(request),
                 project=form.cleaned_data["project"],
                 version=version,
                 inputs=form.inputs(),
@@ -171,8 +157,8 @@ def _generation_queue() -> dict[str, Any] | None:
 
 
 def _get_job(request: HttpRequest, pk: Any) -> GenerationJob:
-    jobs = _jobs(request).select_related("project", "template_version__template", "requested_by", "batch")
-    return get_object_or_404(jobs, pk=pk)
+    jobs = GenerationJob.objects.select_related("project", "template_version__template", "requested_by", "batch")
+    return scoped_or_404(request, jobs, pk=pk)
 
 
 @tenant_required(Role.VIEWER)
@@ -211,7 +197,8 @@ def job_cancel(request: HttpRequest, pk: Any) -> HttpResponse:
 
 
 def _get_variant(request: HttpRequest, pk: Any) -> Variant:
-    return get_object_or_404(_variants(request).select_related("job", "job__template_version"), pk=pk)
+    variants = Variant.objects.select_related("job", "job__template_version")
+    return scoped_or_404(request, variants, organization_field="job__organization", pk=pk)
 
 
 def _variant_url(variant: Variant) -> str:
@@ -320,9 +307,9 @@ def _search_inputs(jobs: QuerySet[GenerationJob], text: str) -> QuerySet[Generat
 
 @tenant_required(Role.VIEWER)
 def history(request: HttpRequest) -> HttpResponse:
-    form = JobFilterForm(request.GET or None, projects=_projects(request), templates=_templates(request))
+    form = JobFilterForm(request.GET or None, projects=scoped(request, Project), templates=_templates(request))
     filters = form.filters() if form.is_bound else {}
-    jobs = _jobs(request).select_related("project", "template_version__template", "requested_by")
+    jobs = scoped(request, GenerationJob).select_related("project", "template_version__template", "requested_by")
     if filters.get("q"):
         jobs = _search_inputs(jobs, filters["q"])
     if filters.get("status"):
@@ -343,7 +330,7 @@ def history(request: HttpRequest) -> HttpResponse:
 @tenant_required(Role.VIEWER)
 def brand_voice(request: HttpRequest, pk: Any) -> HttpResponse:
     """Everyone reads a project's brand voice; editors change it."""
-    project = get_object_or_404(_projects(request), pk=pk)
+    project = scoped_or_404(request, Project, pk=pk)
     can_edit = _can_edit(request)
     if request.method == "POST" and not can_edit:
         raise PermissionDenied("Changing the brand voice needs the editor role or higher.")
@@ -367,11 +354,11 @@ def brand_voice(request: HttpRequest, pk: Any) -> HttpResponse:
 def _bulk_page(
     request: HttpRequest, form: BulkUploadForm, *, status: int = 200, rejected_rows: list[Any] | None = None
 ) -> HttpResponse:
-    batches = _batches(request).select_related("project", "template_version__template", "created_by")
+    batches = scoped(request, BulkBatch).select_related("project", "template_version__template", "created_by")
     context = {
         "form": form,
         "batches": batches[:RECENT_BATCHES],
-        "has_projects": _projects(request).exists(),
+        "has_projects": scoped(request, Project).exists(),
         "rejected_rows": rejected_rows or [],
     }
     return render(request, "generation/bulk.html", context, status=status)
@@ -386,7 +373,7 @@ def bulk_upload(request: HttpRequest) -> HttpResponse:
     form = BulkUploadForm(
         post_data(request),
         request.FILES or None,
-        projects=_projects(request),
+        projects=scoped(request, Project),
         templates=_templates(request),
         initial={"project": _project_param(request)},
     )
@@ -395,9 +382,9 @@ def bulk_upload(request: HttpRequest) -> HttpResponse:
         upload = form.cleaned_data["file"]
         try:
             batch = create_bulk_batch(
-                organization=_organization(request),
+                organization=current_organization(request),
                 project=form.cleaned_data["project"],
-                version=services.resolve_version(_organization(request), form.cleaned_data["template"].pk),
+                version=services.resolve_version(current_organization(request), form.cleaned_data["template"].pk),
                 # One byte over the limit is enough for the service to refuse a file that is too large.
                 data=upload.read(limits.BULK_MAX_BYTES + 1),
                 filename=upload.name or "",
@@ -435,8 +422,8 @@ def _batch_context(batch: BulkBatch) -> dict[str, Any]:
 
 
 def _get_batch(request: HttpRequest, pk: Any) -> BulkBatch:
-    batches = _batches(request).select_related("project", "template_version__template", "created_by")
-    return get_object_or_404(batches, pk=pk)
+    batches = BulkBatch.objects.select_related("project", "template_version__template", "created_by")
+    return scoped_or_404(request, batches, pk=pk)
 
 
 @tenant_required(Role.VIEWER)

@@ -2,7 +2,7 @@
 their metrics, customer profiles, item pages and personalized campaigns.
 
 Everyone in the organization reads; editors import, train and start campaigns. Every lookup goes
-through the querysets below, scoped to the current organization: another one's row is a 404.
+through ``organizations.tenancy.scoped``, scoped to the current organization: another one's row is a 404.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, QuerySet
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -25,7 +25,13 @@ from core.web import action_done, action_failed, form_status, post_data
 from generation import services as generation
 from generation.forms import add_service_error
 from organizations.models import Role
-from organizations.tenancy import tenant_required
+from organizations.tenancy import (
+    current_organization,
+    current_tenant,
+    scoped,
+    scoped_or_404,
+    tenant_required,
+)
 from projects.models import Project
 from recommendations import importing, results, services
 from recommendations.forms import (
@@ -67,12 +73,8 @@ OUTCOME_LABELS = {
 FORM_ALLOWANCE_BYTES = 64 * 1024
 
 
-def _organization(request: HttpRequest) -> Any:
-    return request.tenant.organization  # type: ignore[attr-defined]
-
-
 def _can_edit(request: HttpRequest) -> bool:
-    return bool(request.tenant.has_role(Role.EDITOR))  # type: ignore[attr-defined]
+    return current_tenant(request).has_role(Role.EDITOR)
 
 
 def _require_editor(request: HttpRequest, what: str) -> None:
@@ -80,30 +82,22 @@ def _require_editor(request: HttpRequest, what: str) -> None:
         raise PermissionDenied(f"{what} needs the editor role or higher.")
 
 
-def _projects(request: HttpRequest) -> QuerySet[Project]:
-    return Project.objects.filter(organization=_organization(request))
-
-
-def _scoped(model: Any, request: HttpRequest) -> QuerySet[Any]:
-    return model.objects.filter(organization=_organization(request))
-
-
 # --- data: import --------------------------------------------------------------------------------
 
 
 def _data_page(request: HttpRequest, form: ImportForm, *, status: int = 200) -> HttpResponse:
-    projects = _projects(request).annotate(
+    projects = scoped(request, Project).annotate(
         item_count=Count("catalog_items", distinct=True), customer_count=Count("customers", distinct=True)
     )
     event_counts = dict(
-        Event.objects.filter(organization=_organization(request)).order_by().values_list("project").annotate(
+        scoped(request, Event).order_by().values_list("project").annotate(
             n=Count("pk")
         )
     )
     context = {
         "form": form,
         "projects": [(p, event_counts.get(p.pk, 0)) for p in projects.order_by("name")],
-        "imports": _scoped(DataImport, request).select_related("project", "created_by")[:RECENT],
+        "imports": scoped(request, DataImport).select_related("project", "created_by")[:RECENT],
         "max_mb": importing.max_bytes() // 1024 // 1024,
         "has_projects": projects.exists(),
     }
@@ -113,14 +107,14 @@ def _data_page(request: HttpRequest, form: ImportForm, *, status: int = 200) -> 
 @csrf_protect
 def _import(request: HttpRequest) -> HttpResponse:
     _require_editor(request, "Importing data")
-    form = ImportForm(post_data(request), request.FILES or None, projects=_projects(request))
+    form = ImportForm(post_data(request), request.FILES or None, projects=scoped(request, Project))
     if form.is_bound and form.is_valid():
         upload = form.cleaned_data["file"]
         try:
             if upload.size is not None and upload.size > importing.max_bytes():
                 raise importing.too_large(upload.size)
             data_import = importing.import_events(
-                organization=_organization(request),
+                organization=current_organization(request),
                 project=form.cleaned_data["project"],
                 data=upload.read(importing.max_bytes() + 1),
                 filename=upload.name or "",
@@ -149,13 +143,13 @@ def data(request: HttpRequest) -> HttpResponse:
     length = request.META.get("CONTENT_LENGTH") or "0"
     if request.method == "POST" and length.isdigit() and int(length) > importing.max_bytes() + FORM_ALLOWANCE_BYTES:
         messages.error(request, importing.too_large(int(length)).detail)
-        return _data_page(request, ImportForm(projects=_projects(request)), status=413)
+        return _data_page(request, ImportForm(projects=scoped(request, Project)), status=413)
     return _import(request)
 
 
 @tenant_required(Role.VIEWER)
 def import_detail(request: HttpRequest, pk: Any) -> HttpResponse:
-    data_import = get_object_or_404(_scoped(DataImport, request).select_related("project", "created_by"), pk=pk)
+    data_import = scoped_or_404(request, DataImport.objects.select_related("project", "created_by"), pk=pk)
     report = data_import.report
     examples = report.get("example_lines", {})
     outcomes = [
@@ -176,9 +170,9 @@ def _settings_initial(project: Project) -> dict[str, Any]:
 def _jobs_page(
     request: HttpRequest, form: StartJobForm | None = None, *, status: int = 200
 ) -> HttpResponse:
-    projects = _projects(request)
+    projects = scoped(request, Project)
     form = form or StartJobForm(projects=projects)
-    jobs = _scoped(RecommendationJob, request).select_related("project", "requested_by")[:RECENT]
+    jobs = scoped(request, RecommendationJob).select_related("project", "requested_by")[:RECENT]
     settings_forms = [
         (project, SettingsForm(initial=_settings_initial(project), auto_id=f"id_{project.pk.hex}_%s"))
         for project in projects.order_by("name")
@@ -191,11 +185,11 @@ def _jobs_page(
 def jobs(request: HttpRequest) -> HttpResponse:
     """Everyone sees the jobs and their metrics; editors start one."""
     _require_editor(request, "Starting a recommendation job")
-    form = StartJobForm(post_data(request), projects=_projects(request))
+    form = StartJobForm(post_data(request), projects=scoped(request, Project))
     if form.is_bound and form.is_valid():
         try:
             job = services.start_recommendation_job(
-                organization=_organization(request),
+                organization=current_organization(request),
                 project=form.cleaned_data["project"],
                 actor=request.user,
                 k=form.cleaned_data["k"],
@@ -212,7 +206,7 @@ def jobs(request: HttpRequest) -> HttpResponse:
 @require_POST
 @tenant_required(Role.EDITOR)
 def project_settings(request: HttpRequest, pk: Any) -> HttpResponse:
-    project = get_object_or_404(_projects(request), pk=pk)
+    project = scoped_or_404(request, Project, pk=pk)
     form = SettingsForm(request.POST)
     form.is_valid()  # a checkbox: absent means False, nothing can be invalid
     try:
@@ -227,7 +221,7 @@ def project_settings(request: HttpRequest, pk: Any) -> HttpResponse:
 
 
 def _get_job(request: HttpRequest, pk: Any) -> RecommendationJob:
-    return get_object_or_404(_scoped(RecommendationJob, request).select_related("project", "requested_by"), pk=pk)
+    return scoped_or_404(request, RecommendationJob.objects.select_related("project", "requested_by"), pk=pk)
 
 
 def _job_context(job: RecommendationJob) -> dict[str, Any]:
@@ -263,9 +257,9 @@ def job_status(request: HttpRequest, pk: Any) -> HttpResponse:
 
 @tenant_required(Role.VIEWER)
 def customers(request: HttpRequest) -> HttpResponse:
-    form = CustomerFilterForm(request.GET or None, projects=_projects(request))
+    form = CustomerFilterForm(request.GET or None, projects=scoped(request, Project))
     filters = form.filters() if form.is_bound else {}
-    rows = _scoped(Customer, request).select_related("project")
+    rows = scoped(request, Customer).select_related("project")
     if filters.get("project"):
         rows = rows.filter(project=filters["project"])
     if filters.get("q"):
@@ -279,7 +273,7 @@ def customers(request: HttpRequest) -> HttpResponse:
 
 @tenant_required(Role.VIEWER)
 def customer_detail(request: HttpRequest, pk: Any) -> HttpResponse:
-    customer = get_object_or_404(_scoped(Customer, request).select_related("project"), pk=pk)
+    customer = scoped_or_404(request, Customer.objects.select_related("project"), pk=pk)
     history = Event.objects.filter(customer=customer).select_related("item").order_by("-occurred_at", "-id")
     job, recommended = services.recommendations_for(customer)
     counts = dict(history.order_by().values_list("type").annotate(n=Count("pk")))
@@ -295,7 +289,7 @@ def customer_detail(request: HttpRequest, pk: Any) -> HttpResponse:
 
 @tenant_required(Role.VIEWER)
 def item_detail(request: HttpRequest, pk: Any) -> HttpResponse:
-    item = get_object_or_404(_scoped(CatalogItem, request).select_related("project").defer("embedding"), pk=pk)
+    item = scoped_or_404(request, CatalogItem.objects.select_related("project").defer("embedding"), pk=pk)
     job = services.latest_job(item.project)
     similar = (
         SimilarItem.objects.filter(job=job, item=item).select_related("similar").order_by("rank") if job else []
@@ -310,17 +304,17 @@ def item_detail(request: HttpRequest, pk: Any) -> HttpResponse:
 
 
 def _campaign_form(request: HttpRequest) -> CampaignForm:
-    templates = campaign_templates(generation.templates_for(_organization(request)))
-    return CampaignForm(post_data(request), projects=_projects(request), templates=templates)
+    templates = campaign_templates(generation.templates_for(current_organization(request)))
+    return CampaignForm(post_data(request), projects=scoped(request, Project), templates=templates)
 
 
 def _campaigns_page(request: HttpRequest, form: CampaignForm | None = None, *, status: int = 200) -> HttpResponse:
-    campaigns = _scoped(Campaign, request).select_related("project", "template_version__template", "created_by")
+    campaigns = scoped(request, Campaign).select_related("project", "template_version__template", "created_by")
     rows = [(c, results.progress(c)) for c in campaigns[:RECENT]]
     context = {
         "form": form or _campaign_form(request),
         "campaigns": rows,
-        "has_projects": _projects(request).exists(),
+        "has_projects": scoped(request, Project).exists(),
     }
     return render(request, "recommendations/campaigns.html", context, status=status)
 
@@ -333,7 +327,7 @@ def campaigns(request: HttpRequest) -> HttpResponse:
     if form.is_bound and form.is_valid():
         try:
             campaign = services.create_campaign(
-                organization=_organization(request),
+                organization=current_organization(request),
                 project=form.cleaned_data["project"],
                 name=form.cleaned_data["name"],
                 template=form.cleaned_data["template"],
@@ -354,8 +348,8 @@ def campaigns(request: HttpRequest) -> HttpResponse:
 
 
 def _get_campaign(request: HttpRequest, pk: Any) -> Campaign:
-    queryset = _scoped(Campaign, request).select_related("project", "template_version__template", "created_by")
-    return get_object_or_404(queryset, pk=pk)
+    queryset = Campaign.objects.select_related("project", "template_version__template", "created_by")
+    return scoped_or_404(request, queryset, pk=pk)
 
 
 def _campaign_context(campaign: Campaign) -> dict[str, Any]:

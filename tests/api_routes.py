@@ -19,16 +19,16 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from generation.models import JobStatus
 from organizations.models import Membership, Role
-from tests.factories import ApiKeyFactory, InvitationFactory, MembershipFactory, ProjectFactory
-from tests.generation_factories import (
+from tests.support.factories import ApiKeyFactory, InvitationFactory, MembershipFactory, ProjectFactory
+from tests.support.generation_factories import (
     BulkBatchFactory,
     GenerationJobFactory,
     TemplateVersionFactory,
     VariantFactory,
     WebhookDeliveryFactory,
 )
-from tests.invoice_factories import InvoiceFactory
-from tests.recommendation_factories import (
+from tests.support.invoice_factories import InvoiceFactory
+from tests.support.recommendation_factories import (
     CampaignRecipientFactory,
     CatalogItemFactory,
     CustomerFactory,
@@ -355,3 +355,114 @@ def assert_error_shape(response: Any) -> dict[str, Any]:
     if "fields" in body:
         assert isinstance(body["fields"], dict), body
     return body
+
+
+# --- Dashboard routes: every page outside /api/, /admin/ and /accounts/ that names an object ---------
+
+#: URL prefixes that are not the dashboard: the API (swept above), Django's admin, allauth's pages.
+NOT_DASHBOARD = ("api/", "admin/", "accounts/")
+
+
+@dataclass(frozen=True)
+class DashboardRoute:
+    name: str  # namespaced URL name, e.g. "generation:job"
+    path: str  # e.g. "jobs/<uuid:pk>/"
+    kwargs: tuple[str, ...]  # the URL's arguments, e.g. ("pk", "index")
+    converters: tuple[str, ...]  # their converters' class names, e.g. ("UUIDConverter", "IntConverter")
+
+    @property
+    def id(self) -> str:
+        return self.name
+
+    def url(self, kwargs: dict[str, Any]) -> str:
+        return reverse(self.name, kwargs=kwargs)
+
+
+def _walk_named(resolver: URLResolver, prefix: str = "", namespace: str = "") -> Iterator[tuple[str, str, URLPattern]]:
+    for entry in resolver.url_patterns:
+        if isinstance(entry, URLResolver):
+            inner = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+            yield from _walk_named(entry, prefix + str(entry.pattern), inner)
+        else:
+            yield prefix + str(entry.pattern), namespace, entry
+
+
+def dashboard_routes() -> list[DashboardRoute]:
+    """Every URL pattern outside the API, the admin and the account pages that takes an argument."""
+    routes = []
+    for full, namespace, pattern in _walk_named(get_resolver()):
+        if full.startswith(NOT_DASHBOARD) or not pattern.pattern.regex.groupindex:
+            continue
+        converters = getattr(pattern.pattern, "converters", {})
+        kwargs = tuple(pattern.pattern.regex.groupindex)
+        routes.append(DashboardRoute(
+            name=namespace + (pattern.name or ""),
+            path=full,
+            kwargs=kwargs,
+            converters=tuple(type(converters[k]).__name__ if k in converters else "regex" for k in kwargs),
+        ))
+    return routes
+
+
+def _variant_card(cast: Cast) -> dict[str, Any]:
+    variant = VariantFactory(job__project=cast.project, index=0)
+    return {"pk": variant.job.pk, "index": variant.index}
+
+
+def _pk(make: Callable[[Cast], models.Model]) -> Callable[[Cast], dict[str, Any]]:
+    return lambda cast: {"pk": make(cast).pk}
+
+
+_acme_job = _pk(lambda cast: GenerationJobFactory(project=cast.project, status=JobStatus.QUEUED))
+_acme_variant = _pk(lambda cast: VariantFactory(job__project=cast.project, index=0))
+_acme_batch = _pk(lambda cast: BulkBatchFactory(project=cast.project))
+_acme_project_pk = _pk(lambda cast: cast.project)
+_acme_invoice = _pk(lambda cast: InvoiceFactory(organization=cast.org))
+_acme_recommendation_job = _pk(lambda cast: RecommendationJobFactory(project=cast.project))
+_acme_campaign = _pk(lambda cast: CampaignRecipientFactory(campaign__project=cast.project).campaign)
+_acme_member = _pk(lambda cast: MembershipFactory(organization=cast.org, role=Role.EDITOR))
+
+#: For each dashboard route that names an object, the URL arguments naming one of Acme's.
+#: A route missing here (and from ``UNSWEPT_DASHBOARD_ROUTES``) fails
+#: ``test_every_dashboard_route_is_swept``.
+ACME_DASHBOARD_OBJECTS: dict[str, Callable[[Cast], dict[str, Any]]] = {
+    "billing:invoice": _acme_invoice,
+    "billing:invoice_pdf": _acme_invoice,
+    "projects:detail": _acme_project_pk,
+    "projects:edit": _acme_project_pk,
+    "projects:delete": _acme_project_pk,
+    "apikeys:revoke": _pk(lambda cast: ApiKeyFactory(organization=cast.org, created_by=cast.owner)),
+    "generation:generate": lambda cast: {
+        "template_id": TemplateVersionFactory(template__organization=cast.org).template.pk
+    },
+    "generation:job": _acme_job,
+    "generation:job_status": _acme_job,
+    "generation:job_cancel": _acme_job,
+    "generation:variant_card": _variant_card,
+    "generation:variant_feedback": _acme_variant,
+    "generation:variant_regenerate": _acme_variant,
+    "generation:brand_voice": _acme_project_pk,
+    "generation:batch": _acme_batch,
+    "generation:batch_progress": _acme_batch,
+    "generation:batch_results": _acme_batch,
+    "recommendations:import": _pk(lambda cast: DataImportFactory(project=cast.project)),
+    "recommendations:job": _acme_recommendation_job,
+    "recommendations:job_status": _acme_recommendation_job,
+    "recommendations:settings": _acme_project_pk,
+    "recommendations:customer": _pk(lambda cast: CustomerFactory(project=cast.project)),
+    "recommendations:item": _pk(lambda cast: CatalogItemFactory(project=cast.project)),
+    "recommendations:campaign": _acme_campaign,
+    "recommendations:campaign_progress": _acme_campaign,
+    "recommendations:campaign_results": _acme_campaign,
+    "organizations:member-role": _acme_member,
+    "organizations:member-remove": _acme_member,
+    "organizations:invitation-revoke": _pk(lambda cast: InvitationFactory(organization=cast.org)),
+}
+
+#: Dashboard routes with arguments that do not name a tenant's object, and why.
+UNSWEPT_DASHBOARD_ROUTES: dict[str, str] = {
+    "organizations:invitation-accept": (
+        "named by the invitation's secret token, not an id: the emailed link is meant to be opened by someone "
+        "outside the organization, and only the invited email can accept (tests/platform/test_web_members.py)"
+    ),
+}

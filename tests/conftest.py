@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,11 +15,13 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from apikeys.models import ApiKey
 from apikeys.services import create_api_key
+from bench.harness import Worker as WorkerHandle
+from bench.harness import current_database_url
 from organizations.models import Organization, Role
 from projects.models import Project
-from tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory, UserFactory
+from tests.support.factories import MembershipFactory, OrganizationFactory, ProjectFactory, UserFactory
 
-pytest_plugins = ["tests.browser"]  # the headless Chromium fixture, shared by the browser tests
+pytest_plugins = ["tests.support.browser"]  # the headless Chromium fixture, shared by the browser tests
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +37,7 @@ def _seeded_plans(request: pytest.FixtureRequest) -> None:
     )
     if transactional:
         request.getfixturevalue("transactional_db")
-        from tests.billing_support import seed_plans
+        from tests.support.billing import seed_plans
 
         seed_plans()
 
@@ -47,7 +46,7 @@ def _seeded_plans(request: pytest.FixtureRequest) -> None:
 def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
     """A reused test database may come from a run whose last (transactional) test flushed the
     seeded plans; every API call looks its caller's plan up (rate limits), so put them back once."""
-    from tests.billing_support import seed_plans
+    from tests.support.billing import seed_plans
 
     with django_db_blocker.unblock():
         seed_plans()
@@ -139,85 +138,7 @@ def outsider_key(cast: Cast, key_for: Callable[..., tuple[APIClient, ApiKey, str
 
 def _test_database_url() -> str:
     """settings.DATABASE_URL pointed at the test database pytest-django created."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    from django.conf import settings
-    from django.db import connection
-
-    parts = urlsplit(settings.DATABASE_URL)
-    return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
-
-
-def _start_worker(
-    name: str, queues: str, *extra: str, env: dict[str, str] | None = None
-) -> tuple[subprocess.Popen[bytes], Any]:
-    """Start a worker on the test database; ``env`` adds to (or overrides) its environment,
-    e.g. another ``REDIS_URL`` (its heartbeat is then looked for there)."""
-    from django.conf import settings
-
-    from srcroot import REPO_ROOT
-    from workers.heartbeat import forget, live_workers
-
-    hostname = f"{name}-{os.getpid()}@localhost"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": _test_database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "PYTHONUNBUFFERED": "1",
-        **(env or {}),
-    }
-    # A killed predecessor of the same name leaves its heartbeat for up to its TTL: not this worker's.
-    forget(hostname, env["REDIS_URL"])
-    log = open(REPO_ROOT / "var" / f"test-{name}.log", "ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers", "worker", "--queues", queues, "--hostname", hostname,
-         "--without-mingle", "--without-gossip", "--loglevel", "INFO", *extra],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 90
-    while hostname not in live_workers(env["REDIS_URL"]):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"test worker {name} did not start; see {log.name}")
-        time.sleep(0.2)
-    return process, log
-
-
-def _stop_worker(process: subprocess.Popen[bytes], log: Any) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    log.close()
-
-
-class WorkerHandle:
-    """A worker subprocess that a test may kill and restart; the session keeps one running."""
-
-    def __init__(self, name: str, queues: str, *extra: str, env: dict[str, str] | None = None) -> None:
-        self.args = (name, queues, *extra)
-        self.env = env
-        self.process, self._log = _start_worker(*self.args, env=env)
-
-    def kill(self) -> None:
-        """SIGKILL, as the OOM killer or a lost machine would."""
-        self.process.kill()
-        self.process.wait()
-        self._log.close()
-
-    def restart(self) -> None:
-        if self.process.poll() is None:
-            self.kill()
-        elif not self._log.closed:
-            self._log.close()
-        self.process, self._log = _start_worker(*self.args, env=self.env)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            _stop_worker(self.process, self._log)
+    return current_database_url()
 
 
 @pytest.fixture(scope="session")

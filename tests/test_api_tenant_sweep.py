@@ -1,4 +1,4 @@
-"""An outsider sees nothing of Acme, on every route the API has: generated from the URL resolver."""
+"""An outsider sees nothing of Acme, on every route the API and the dashboard have: generated from the URL resolver."""
 
 from __future__ import annotations
 
@@ -7,18 +7,25 @@ import uuid
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.shortcuts import resolve_url
+from django.test import Client
 
 from core.parsers import API_PARSER_CLASSES
 from organizations.api.tenancy import TenantViewSet
 from projects.models import Project
 from tests.api_routes import (
+    ACME_DASHBOARD_OBJECTS,
     ACME_OBJECT_FACTORIES,
+    UNSWEPT_DASHBOARD_ROUTES,
+    DashboardRoute,
     Route,
     acme_identifiers,
     acme_object,
     api_routes,
     assert_error_shape,
     call_id,
+    dashboard_routes,
     db_state,
     detail_routes,
     list_routes,
@@ -219,3 +226,89 @@ def test_outsider_filtering_by_acme_ids_finds_nothing(cast, outsider_client, rou
     if response.status_code == 200 and isinstance(response.json(), dict) and "results" in response.json():
         found = [item.get("id") for item in response.json()["results"] if isinstance(item, dict)]
         assert not [pk for pk in found if pk in rows], f"{route.id}?{filters} lists Acme rows"
+
+
+# --- the dashboard: every page that names an object, with Acme's ids ----------------------------
+
+DASHBOARD_ROUTES = [route for route in dashboard_routes() if route.name not in UNSWEPT_DASHBOARD_ROUTES]
+DASHBOARD_CALLS = [(route, method) for route in DASHBOARD_ROUTES for method in ("get", "post")]
+
+
+def _dashboard_id(value: object) -> str:
+    return value.name if isinstance(value, DashboardRoute) else str(value).upper()
+
+
+def _elsewhere(route: DashboardRoute, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The same URL with every id replaced by one that exists nowhere."""
+    return {
+        name: uuid.uuid4() if converter == "UUIDConverter" else kwargs[name]
+        for name, converter in zip(route.kwargs, route.converters, strict=True)
+    }
+
+
+def _signed_in(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_sweep_found_the_dashboard():
+    names = {route.name for route in dashboard_routes()}
+    assert {
+        "projects:detail", "generation:job", "generation:variant_card", "generation:batch_results",
+        "recommendations:campaign", "billing:invoice_pdf", "organizations:member-role", "apikeys:revoke",
+    } <= names
+    assert not any(route.path.startswith(("api/", "admin/", "accounts/")) for route in dashboard_routes())
+
+
+def test_every_dashboard_route_is_swept():
+    names = {route.name for route in dashboard_routes()}
+    unswept = sorted(names - set(ACME_DASHBOARD_OBJECTS) - set(UNSWEPT_DASHBOARD_ROUTES))
+    assert not unswept, (
+        f"dashboard routes naming an object with no entry in tests/api_routes.py ACME_DASHBOARD_OBJECTS "
+        f"(or, with a reason, UNSWEPT_DASHBOARD_ROUTES): {unswept}"
+    )
+    stale = sorted((set(ACME_DASHBOARD_OBJECTS) | set(UNSWEPT_DASHBOARD_ROUTES)) - names)
+    assert not stale, f"entries for dashboard routes that no longer exist: {stale}"
+
+
+@pytest.mark.parametrize("route", DASHBOARD_ROUTES, ids=_dashboard_id)
+def test_acme_reaches_its_own_objects_on_the_dashboard(cast, route):
+    """The positive control: the URLs the sweep below builds do name Acme's objects, for Acme."""
+    kwargs = ACME_DASHBOARD_OBJECTS[route.name](cast)
+
+    response = _signed_in(cast.owner).get(route.url(kwargs))
+
+    assert response.status_code in (200, 405), (route.name, response.status_code, response.content[:300])
+
+
+@pytest.mark.parametrize(("route", "method"), DASHBOARD_CALLS, ids=_dashboard_id)
+def test_outsider_gets_404_on_acme_dashboard_object(cast, route, method):
+    # given: one of Acme's objects, and the outsider (owner of Globex, so no role stands in the way)
+    kwargs = ACME_DASHBOARD_OBJECTS[route.name](cast)
+    secrets_of_acme = acme_identifiers(cast) - {str(value) for value in kwargs.values()}
+    state_before = db_state()
+    outsider = _signed_in(cast.outsider)
+    # when
+    response = getattr(outsider, method)(route.url(kwargs))
+    # then: a 404 (405 where the method is never allowed), as for an id that exists nowhere
+    assert response.status_code in (404, 405), (route.name, response.status_code, response.content[:300])
+    missing = getattr(outsider, method)(route.url(_elsewhere(route, kwargs)))
+    assert response.status_code == missing.status_code
+    text = response.content.decode(errors="replace")
+    leaked = sorted(s for s in secrets_of_acme if s in text)
+    assert not leaked, f"{route.name} shows the outsider Acme's {leaked}"
+    assert db_state() == state_before
+
+
+@pytest.mark.parametrize(("route", "method"), DASHBOARD_CALLS, ids=_dashboard_id)
+def test_anonymous_is_sent_to_sign_in_on_acme_dashboard_object(cast, route, method):
+    kwargs = ACME_DASHBOARD_OBJECTS[route.name](cast)
+    state_before = db_state()
+
+    response = getattr(Client(), method)(route.url(kwargs))
+
+    assert response.status_code in (302, 405), (route.name, response.status_code, response.content[:300])
+    if response.status_code == 302:
+        assert response["Location"].startswith(resolve_url(settings.LOGIN_URL) + "?next="), response["Location"]
+    assert db_state() == state_before

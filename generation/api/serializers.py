@@ -59,7 +59,7 @@ class StorableJSONField(serializers.JSONField):
 # The schema says what shape these JSON values have (the services check their content and answer with
 # their own error codes); a bare JSONField would be documented as "any value, null included", which
 # client generators cannot type. A key is typed only where the service refuses another type: a schema
-# stricter than the service would be a promise the API does not keep (tests/test_api_schemathesis.py).
+# stricter than the service would be a promise the API does not keep (tests/platform/test_api_schemathesis.py).
 JSON_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
 
 TEMPLATE_VARIABLE: dict[str, Any] = {

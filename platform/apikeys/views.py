@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
 from apikeys import services
@@ -15,19 +14,15 @@ from apikeys.models import ApiKey
 from core.errors import DomainError
 from core.web import action_done, action_failed, add_domain_error, form_status, post_data
 from organizations.models import Role
-from organizations.tenancy import tenant_required
+from organizations.tenancy import current_organization, scoped, scoped_or_404, tenant_required
 
 _FIELD_ERRORS = {"name_required": "name", "invalid_scope": "scope", "invalid_project": "project"}
 
 
-def _keys(request: HttpRequest) -> QuerySet[ApiKey]:
-    return ApiKey.objects.filter(organization=request.tenant.organization)  # type: ignore[attr-defined]
-
-
 def _keys_page(request: HttpRequest, *, status: int = 200, form: ApiKeyForm | None = None) -> HttpResponse:
-    organization = request.tenant.organization  # type: ignore[attr-defined]
+    organization = current_organization(request)
     context = {
-        "keys": _keys(request).select_related("project", "created_by"),
+        "keys": scoped(request, ApiKey).select_related("project", "created_by"),
         "form": form or ApiKeyForm(organization=organization),
     }
     return render(request, "apikeys/list.html", context, status=status)
@@ -36,11 +31,11 @@ def _keys_page(request: HttpRequest, *, status: int = 200, form: ApiKeyForm | No
 @tenant_required(Role.ADMIN)
 def apikey_list(request: HttpRequest) -> HttpResponse:
     """GET lists the keys; POST creates one and answers with its secret, which no later page shows."""
-    form = ApiKeyForm(post_data(request), organization=request.tenant.organization)  # type: ignore[attr-defined]
+    form = ApiKeyForm(post_data(request), organization=current_organization(request))
     if form.is_bound and form.is_valid():
         try:
             issued = services.create_api_key(
-                actor=request.user, organization=request.tenant.organization,  # type: ignore[attr-defined]
+                actor=request.user, organization=current_organization(request),
                 **form.cleaned_data,
             )
         except DomainError as exc:
@@ -56,7 +51,7 @@ def apikey_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 @tenant_required(Role.ADMIN)
 def apikey_revoke(request: HttpRequest, pk: Any) -> HttpResponse:
-    api_key = get_object_or_404(_keys(request).select_related("organization", "project", "created_by"), pk=pk)
+    api_key = scoped_or_404(request, ApiKey.objects.select_related("organization", "project", "created_by"), pk=pk)
     try:
         api_key = services.revoke_api_key(actor=request.user, api_key=api_key)
     except DomainError as exc:

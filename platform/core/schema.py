@@ -7,7 +7,7 @@ role or key scope is too low), 404 (the object, or the organization named by
 (the current state forbids it: a final job, an idempotency key reused with
 another body, the last owner leaving). Each is the same JSON error body
 (``core.api.exception_handler``). Declaring them per view would be forgotten on
-the next view, and schemathesis (``tests/test_api_schemathesis.py``) fails on
+the next view, and schemathesis (``tests/platform/test_api_schemathesis.py``) fails on
 any status code the schema does not list.
 
 Codes only some operations give (402 for a used-up quota, 413, 422) are declared

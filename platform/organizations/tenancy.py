@@ -8,8 +8,10 @@ The tenant is resolved once per request from the credential:
   header (id or slug), else the one chosen in the dashboard's switcher, else
   their first membership.
 
-Dashboard views guard themselves with ``tenant_required``; API views derive from
-``organizations.api.tenancy.TenantViewSet``.
+Dashboard views guard themselves with ``tenant_required`` and reach rows only
+through ``scoped`` / ``scoped_or_404`` (the dashboard's half of what
+``organizations.api.tenancy.TenantViewSet`` does for the API): another
+organization's object is a 404.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from typing import Any, Protocol, runtime_checkable
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.validators import slug_re
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.shortcuts import get_object_or_404, redirect
 
 from core.errors import NotFound
 from core.ids import parse_uuid
@@ -124,3 +127,38 @@ def tenant_required(role: Role = Role.VIEWER) -> Callable[[View], View]:
         return login_required(wrapper)
 
     return decorator
+
+
+# --- dashboard querysets ----------------------------------------------------------------------
+
+
+def current_tenant(request: HttpRequest) -> Tenant:
+    """The tenant of a request that passed ``tenant_required`` (set by the middleware)."""
+    return request.tenant  # type: ignore[attr-defined, no-any-return]
+
+
+def current_organization(request: HttpRequest) -> Organization:
+    return current_tenant(request).organization
+
+
+def scoped(
+    request: HttpRequest, rows: type[Model] | QuerySet[Any], *, organization_field: str = "organization"
+) -> QuerySet[Any]:
+    """``rows`` (a model or a queryset of it) of the request's organization only.
+
+    ``organization_field`` is the lookup path from the model to its organization, as on
+    ``TenantViewSet`` (``job__organization`` for a variant).
+    """
+    queryset = rows._default_manager.all() if isinstance(rows, type) else rows
+    return queryset.filter(**{organization_field: current_organization(request)})
+
+
+def scoped_or_404(
+    request: HttpRequest,
+    rows: type[Model] | QuerySet[Any],
+    *,
+    organization_field: str = "organization",
+    **lookup: Any,
+) -> Any:
+    """The one row of the request's organization matching ``lookup``; any other organization's is a 404."""
+    return get_object_or_404(scoped(request, rows, organization_field=organization_field), **lookup)

@@ -7,7 +7,6 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import BadRequest
-from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -24,14 +23,18 @@ from organizations.forms import (
     TransferOwnershipForm,
 )
 from organizations.models import ASSIGNABLE_ROLES, Invitation, Membership, Role
-from organizations.tenancy import SESSION_KEY, Tenant, memberships_of, tenant_required
+from organizations.tenancy import (
+    SESSION_KEY,
+    Tenant,
+    current_tenant,
+    memberships_of,
+    scoped,
+    scoped_or_404,
+    tenant_required,
+)
 
 _NAME_ERRORS = {"name_required": "name"}
 _INVITE_ERRORS = {"already_member": "email", "already_invited": "email", "invalid_role": "role"}
-
-
-def _tenant(request: HttpRequest) -> Tenant:
-    return request.tenant  # type: ignore[attr-defined, no-any-return]
 
 
 def _select(request: HttpRequest, organization_id: Any) -> None:
@@ -58,7 +61,7 @@ def organization_create(request: HttpRequest) -> HttpResponse:
 
 @tenant_required(Role.ADMIN)
 def organization_settings(request: HttpRequest) -> HttpResponse:
-    organization = _tenant(request).organization
+    organization = current_tenant(request).organization
     form = OrganizationForm(post_data(request), initial={"name": organization.name})
     if form.is_bound and form.is_valid():
         try:
@@ -68,8 +71,9 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, "Organization renamed.")
             return redirect("organizations:settings")
-    admins = _members(request).filter(role__in=[Role.OWNER, Role.ADMIN])
-    context = {"form": form, "organization": organization, "admins": admins, "member_count": _members(request).count()}
+    members = scoped(request, Membership).select_related("user")
+    admins = members.filter(role__in=[Role.OWNER, Role.ADMIN])
+    context = {"form": form, "organization": organization, "admins": admins, "member_count": members.count()}
     return render(request, "organizations/settings.html", context, status=form_status(form))
 
 
@@ -89,14 +93,6 @@ def organization_switch(request: HttpRequest) -> HttpResponse:
 # --- Members ----------------------------------------------------------------------------------
 
 
-def _members(request: HttpRequest) -> QuerySet[Membership]:
-    return Membership.objects.filter(organization=_tenant(request).organization).select_related("user")
-
-
-def _invitations(request: HttpRequest) -> QuerySet[Invitation]:
-    return Invitation.objects.filter(organization=_tenant(request).organization)
-
-
 def _with_permissions(tenant: Tenant, member: Membership) -> Membership:
     """Mark what the current user may do to ``member``, mirroring the rules in the services."""
     is_self = member.user_id == tenant.user.pk
@@ -112,11 +108,12 @@ def _members_page(
     request: HttpRequest, *, status: int = 200, invite_form: InviteForm | None = None,
     transfer_form: TransferOwnershipForm | None = None,
 ) -> HttpResponse:
-    tenant = _tenant(request)
+    tenant = current_tenant(request)
     is_admin = tenant.has_role(Role.ADMIN)
+    members = scoped(request, Membership).select_related("user").order_by("created_at")
     context = {
-        "members": [_with_permissions(tenant, m) for m in _members(request).order_by("created_at")],
-        "invitations": _invitations(request).pending().select_related("invited_by") if is_admin else [],
+        "members": [_with_permissions(tenant, m) for m in members],
+        "invitations": scoped(request, Invitation).pending().select_related("invited_by") if is_admin else [],
         "invite_form": (invite_form or InviteForm()) if is_admin else None,
         "transfer_form": (
             (transfer_form or TransferOwnershipForm(organization=tenant.organization))
@@ -139,7 +136,7 @@ def member_invite(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         try:
             invitation, token = services.invite_member(
-                actor=request.user, organization=_tenant(request).organization, **form.cleaned_data
+                actor=request.user, organization=current_tenant(request).organization, **form.cleaned_data
             )
         except DomainError as exc:
             add_domain_error(form, exc, _INVITE_ERRORS)
@@ -159,7 +156,7 @@ def member_invite(request: HttpRequest) -> HttpResponse:
 @require_POST
 @tenant_required(Role.ADMIN)
 def invitation_revoke(request: HttpRequest, pk: Any) -> HttpResponse:
-    invitation = get_object_or_404(_invitations(request).select_related("organization"), pk=pk)
+    invitation = scoped_or_404(request, Invitation.objects.select_related("organization"), pk=pk)
     try:
         services.revoke_invitation(actor=request.user, invitation=invitation)
     except DomainError as exc:
@@ -170,7 +167,7 @@ def invitation_revoke(request: HttpRequest, pk: Any) -> HttpResponse:
 @require_POST
 @tenant_required(Role.ADMIN)
 def member_role(request: HttpRequest, pk: Any) -> HttpResponse:
-    membership = get_object_or_404(_members(request), pk=pk)
+    membership = scoped_or_404(request, Membership.objects.select_related("user"), pk=pk)
     form = RoleForm(request.POST)
     try:
         if not form.is_valid():
@@ -181,14 +178,14 @@ def member_role(request: HttpRequest, pk: Any) -> HttpResponse:
     return action_done(
         request, f"{membership.user.display_name} is now {membership.get_role_display().lower()}.",
         redirect_to="organizations:members", fragment="organizations/_member_row.html",
-        context={"member": _with_permissions(_tenant(request), membership), "role_choices": ASSIGNABLE_ROLES},
+        context={"member": _with_permissions(current_tenant(request), membership), "role_choices": ASSIGNABLE_ROLES},
     )
 
 
 @require_POST
 @tenant_required(Role.ADMIN)
 def member_remove(request: HttpRequest, pk: Any) -> HttpResponse:
-    membership = get_object_or_404(_members(request), pk=pk)
+    membership = scoped_or_404(request, Membership.objects.select_related("user"), pk=pk)
     if membership.user_id == request.user.pk:
         return action_failed(
             request, InvalidInput("Use “Leave organization” to remove yourself.", code="use_leave"), _members_page
@@ -205,7 +202,7 @@ def member_remove(request: HttpRequest, pk: Any) -> HttpResponse:
 @require_POST
 @tenant_required(Role.VIEWER)
 def members_leave(request: HttpRequest) -> HttpResponse:
-    organization = _tenant(request).organization
+    organization = current_tenant(request).organization
     try:
         services.leave_organization(actor=request.user, organization=organization)
     except DomainError as exc:
@@ -218,7 +215,7 @@ def members_leave(request: HttpRequest) -> HttpResponse:
 @require_POST
 @tenant_required(Role.OWNER)
 def members_transfer(request: HttpRequest) -> HttpResponse:
-    organization = _tenant(request).organization
+    organization = current_tenant(request).organization
     form = TransferOwnershipForm(request.POST, organization=organization)
     if form.is_valid():
         new_owner = form.cleaned_data["member"]

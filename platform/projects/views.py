@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 
 from core.errors import DomainError
 from core.web import add_domain_error, form_status, post_data
 from organizations.models import Role
-from organizations.tenancy import tenant_required
+from organizations.tenancy import current_organization, scoped, scoped_or_404, tenant_required
 from projects import services
 from projects.forms import ProjectForm
 from projects.models import Project
@@ -22,14 +22,9 @@ _FIELD_ERRORS = {
 }
 
 
-def _projects(request: HttpRequest) -> QuerySet[Project]:
-    """The current organization's projects: the only ones any of these views can reach."""
-    return Project.objects.filter(organization=request.tenant.organization)  # type: ignore[attr-defined]
-
-
 @tenant_required(Role.VIEWER)
 def project_list(request: HttpRequest) -> HttpResponse:
-    projects = _projects(request).select_related("created_by").annotate(
+    projects = scoped(request, Project).select_related("created_by").annotate(
         key_count=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True))
     )
     return render(request, "projects/list.html", {"projects": projects})
@@ -37,7 +32,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
 
 @tenant_required(Role.VIEWER)
 def project_detail(request: HttpRequest, pk: Any) -> HttpResponse:
-    project = get_object_or_404(_projects(request).select_related("created_by"), pk=pk)
+    project = scoped_or_404(request, Project.objects.select_related("created_by"), pk=pk)
     keys = project.api_keys.filter(organization=project.organization).active()
     return render(request, "projects/detail.html", {"project": project, "restricted_keys": keys})
 
@@ -48,7 +43,7 @@ def project_create(request: HttpRequest) -> HttpResponse:
     if form.is_bound and form.is_valid():
         try:
             project = services.create_project(
-                actor=request.user, organization=request.tenant.organization,  # type: ignore[attr-defined]
+                actor=request.user, organization=current_organization(request),
                 **form.cleaned_data,
             )
         except DomainError as exc:
@@ -61,7 +56,7 @@ def project_create(request: HttpRequest) -> HttpResponse:
 
 @tenant_required(Role.EDITOR)
 def project_edit(request: HttpRequest, pk: Any) -> HttpResponse:
-    project = get_object_or_404(_projects(request), pk=pk)
+    project = scoped_or_404(request, Project, pk=pk)
     form = ProjectForm.for_project(project, post_data(request))
     if form.is_bound and form.is_valid():
         changes = {**form.cleaned_data, "slug": form.cleaned_data["slug"] or project.slug}
@@ -78,7 +73,7 @@ def project_edit(request: HttpRequest, pk: Any) -> HttpResponse:
 
 @tenant_required(Role.ADMIN)
 def project_delete(request: HttpRequest, pk: Any) -> HttpResponse:
-    project = get_object_or_404(_projects(request), pk=pk)
+    project = scoped_or_404(request, Project, pk=pk)
     if request.method == "POST":
         services.delete_project(actor=request.user, project=project)
         messages.success(request, f"Project {project.name} deleted.")

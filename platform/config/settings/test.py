@@ -19,7 +19,7 @@ ACCOUNT_RATE_LIMITS = False
 CELERY_KEY_PREFIX = "loom-test:"
 # Per test run, so tests/conftest.py can wipe this run's counters between tests without touching another's.
 RATE_LIMIT_KEY_PREFIX = f"loom-test:{os.getpid()}:ratelimit"
-# The fault-injection suite (tests/test_reliability_faults.py) sets these in its subprocesses'
+# The fault-injection suite (tests/workers/test_reliability_faults.py) sets these in its subprocesses'
 # environment: persistent connections as in production, and its own short lease.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
 GENERATION_LEASE_S = env.int("GENERATION_LEASE_S", default=6)  # a killed worker's job is reclaimable within seconds
