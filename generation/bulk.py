@@ -14,15 +14,16 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import QuerySet
 
 from billing.errors import VariantLimitExceeded
+from core import progress as progress_counts
 from core.csvfiles import decode_csv, file_error, spreadsheet_safe
 from core.errors import InvalidInput, NotFound
 from core.text import clean_filename, shown
-from generation import services
+from generation import registry, services
 from generation.limits import BULK_MAX_BYTES, bulk_max_rows
-from generation.models import BulkBatch, JobStatus, TemplateVersion, Variant
+from generation.models import FINAL_STATUSES, BulkBatch, JobStatus, TemplateVersion, Variant
 
 if TYPE_CHECKING:
     from apikeys.models import ApiKey
@@ -169,7 +170,11 @@ def create_bulk_batch(
     if project.organization_id != organization.pk:
         raise NotFound("Project not found.", code="project_not_found")
     rows, row_errors = parse_bulk_csv(version, data)
-    services.validate_parameters(version, params)  # a bad parameter is the whole file's problem, not each row's
+    # A bad parameter (or a model it may not use) is the whole file's problem, not each row's.
+    model = registry.model_for_job(
+        organization=organization, project=project, template=version.template, requested=params.get("model")
+    )
+    services.validate_parameters(version, params, model)
     if not rows:
         raise InvalidInput(
             f"No row of the file can be used; {len(row_errors)} rows have errors, "
@@ -211,19 +216,29 @@ def create_bulk_batch(
     return batch
 
 
+#: How a batch's progress card words each status (core/_progress_card.html).
+STATUS_LABELS = (
+    (JobStatus.SUCCEEDED, "succeeded", "text-success"),
+    (JobStatus.FAILED, "failed", "text-danger"),
+    (JobStatus.CANCELED, "canceled", ""),
+    (JobStatus.RUNNING, "running", ""),
+    (JobStatus.QUEUED, "queued", ""),
+)
+
+
 def status_counts(batch: BulkBatch) -> dict[str, int]:
     """Jobs of the batch per status, every status present (from ``with_status_counts`` when annotated)."""
-    if all(hasattr(batch, f"jobs_{status}") for status in JobStatus.values):
-        return {status: getattr(batch, f"jobs_{status}") for status in JobStatus.values}
-    counts = dict(batch.jobs.order_by().values_list("status").annotate(n=Count("pk")))
-    return {status: counts.get(status, 0) for status in JobStatus.values}
+    annotated = progress_counts.annotated_counts(batch, "jobs", JobStatus.values)
+    return annotated if annotated is not None else progress_counts.status_counts(batch.jobs.all(), JobStatus.values)
 
 
 def with_status_counts(batches: QuerySet[BulkBatch]) -> QuerySet[BulkBatch]:
     """Batches annotated with their job counts per status: one query for a whole page of batches."""
-    return batches.annotate(
-        **{f"jobs_{status}": Count("jobs", filter=Q(jobs__status=status)) for status in JobStatus.values}
-    )
+    return progress_counts.annotate_status_counts(batches, "jobs", JobStatus.values)
+
+
+def progress(batch: BulkBatch) -> progress_counts.Progress:
+    return progress_counts.Progress(status_counts(batch), final=frozenset(FINAL_STATUSES), labels=STATUS_LABELS)
 
 
 def batch_results_csv(batch: BulkBatch) -> str:

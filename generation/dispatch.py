@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 RUN_JOB = "generation.run_job"
 REGENERATE_VARIANT = "generation.regenerate_variant"
 DELIVER_WEBHOOK = "generation.deliver_webhook"
+SCORE_VARIANTS = "generation.score_variants"
 
 
 def _send(name: str, *args: Any) -> None:
@@ -57,6 +58,15 @@ def regenerate_variant(job_id: str, index: int, revision: int) -> None:
 def deliver_webhook(delivery_id: Any) -> None:
     """Send the task that POSTs one webhook delivery (it retries itself with backoff)."""
     _send(DELIVER_WEBHOOK, str(delivery_id))
+
+
+def score_variants(job_id: Any) -> None:
+    """Send the task that scores a job's brand fit where the embedding model is (the default queue)."""
+    try:
+        _send(SCORE_VARIANTS, str(job_id))
+    except BrokerUnavailable as exc:
+        # The variants are stored and delivered; only their brand-fit score waits for the next try.
+        logger.warning("could not enqueue brand-fit scoring of job %s: %s", job_id, exc)
 
 
 def cancel_key(job_id: Any) -> str:

@@ -15,7 +15,6 @@ job that kills its worker every time does not use up other jobs' attempts.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,24 +22,25 @@ from concurrent.futures import FIRST_EXCEPTION, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import Q
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-import workers.engine
+import workers.engines
+from core.jobs import DB_CONNECTION_ERRORS, with_db_retry, worker_name
 from generation import constraints as constraint_checks
-from generation import dispatch, lifecycle, metering
+from generation import dispatch, lifecycle, metering, scoring, streaming
 from generation.dispatch import cancel_key
+from generation.grammar import output_constraint
 from generation.leakage import LeakGuard
-from generation.models import WITHHELD, BrandVoice, GenerationJob, JobStatus, Variant
+from generation.models import WITHHELD, BrandVoice, GenerationJob, JobStatus, ServingModel, Variant
 from generation.moderation import moderate
 from generation.prompts import approved_examples, build_messages
 from generation.scoring import brand_fit
-from workers.contract import FinishReason, GenerationRequest, GenerationResult
+from workers.contract import Backend, FinishReason, GenerationRequest, GenerationResult
 from workers.runtime import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -48,48 +48,10 @@ logger = logging.getLogger(__name__)
 
 def lease() -> timedelta:
     """A running job's lease; renewed while it runs, so a job whose worker died is visibly stale."""
-    return timedelta(seconds=settings.GENERATION_LEASE_S)
+    return lifecycle.jobs.lease()
 
 
 _CANCEL_POLL_S = 0.5
-
-
-def worker_name() -> str:
-    """This thread, as a job's ``worker``: the host and the system-wide thread id (a pool process's pid
-    in a prefork worker), unique among the threads alive on the host."""
-    return f"{socket.gethostname()}:{threading.get_native_id()}"
-
-
-#: What a lost database connection raises (server restart, ``pg_terminate_backend``, failover, a
-#: dropped network); deadlocks and serialization failures are OperationalErrors too, and retriable.
-DB_CONNECTION_ERRORS = (OperationalError, InterfaceError)
-#: Tries of one database step; the waits between them double from 0.2 s, ~3 s in all. A longer
-#: outage fails the task, which Celery retries (generation/tasks.py), and the reconciler after it.
-DB_ATTEMPTS = 5
-_DB_FIRST_WAIT_S = 0.2
-T = TypeVar("T")
-
-
-def with_db_retry(step: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a database step, reconnecting and running it again when the connection was lost.
-
-    Each step is its own transaction and safe to repeat (a claim, a load, the final store), so a
-    repeat after a commit whose acknowledgement was lost finds the work done. Inside an outer
-    transaction (tests) nothing is repeated: the transaction is gone with the connection.
-    """
-    wait_s = _DB_FIRST_WAIT_S
-    for attempt in range(1, DB_ATTEMPTS + 1):
-        try:
-            return step(*args, **kwargs)
-        except DB_CONNECTION_ERRORS as exc:
-            if attempt == DB_ATTEMPTS or connection.in_atomic_block:
-                raise
-            name = getattr(step, "__name__", repr(step))
-            logger.warning("database step %s failed (%s); reconnecting in %.1f s", name, exc, wait_s)
-            connection.close()
-            time.sleep(wait_s)
-            wait_s *= 2
-    raise AssertionError("unreachable")
 
 
 class SuspectIsolation:
@@ -145,42 +107,7 @@ def runs_alone(attempts: int) -> bool:
 
 def claim(job_id: Any, worker: str) -> GenerationJob | None:
     """Move a queued (or abandoned) job to running for this worker; None if there is nothing to do."""
-    now = timezone.now()
-    with transaction.atomic():
-        job = GenerationJob.objects.select_for_update().filter(pk=job_id).first()
-        if job is None or job.is_final:
-            return None
-        if job.status == JobStatus.RUNNING and job.lease_expires_at and job.lease_expires_at > now:
-            if job.worker != worker:
-                return None  # a live worker has it
-            # This very thread: its claim committed, but the connection was lost before it said so.
-            job.lease_expires_at = now + lease()
-            job.save(update_fields=["lease_expires_at"])
-            return job
-        if job.attempts >= settings.GENERATION_MAX_ATTEMPTS:
-            _finalize_failed(job, f"Stopped after {job.attempts} attempts: the worker was lost each time.")
-            return None
-        if job.cancel_requested_at:
-            job.status, job.finished_at = JobStatus.CANCELED, now
-            job.failure_reason = job.failure_reason or "Canceled."
-            job.save(update_fields=["status", "finished_at", "failure_reason"])
-            lifecycle.on_final(job)
-            return None
-        job.status = JobStatus.RUNNING
-        job.attempts += 1
-        job.worker = worker
-        job.started_at = job.started_at or now
-        job.deadline_at = now + timedelta(seconds=settings.GENERATION_JOB_DEADLINE_S)
-        job.lease_expires_at = now + lease()
-        job.save(update_fields=["status", "attempts", "worker", "started_at", "deadline_at", "lease_expires_at"])
-        return job
-
-
-def _finalize_failed(job: GenerationJob, reason: str) -> None:
-    job.status, job.failure_reason, job.finished_at = JobStatus.FAILED, reason, timezone.now()
-    job.lease_expires_at = None
-    job.save(update_fields=["status", "failure_reason", "finished_at", "lease_expires_at"])
-    lifecycle.on_final(job)
+    return lifecycle.jobs.claim(job_id, worker)
 
 
 class StopCheck:
@@ -226,6 +153,12 @@ class PromptContext:
         )
 
 
+def _screen(job: GenerationJob, context: PromptContext, messages: list[dict[str, str]]) -> Callable[[str], bool]:
+    """What a streamed text must pass before readers see it: the checks its stored variant gets (``evaluate``)."""
+    guard = LeakGuard.for_job(job, messages, context.voice, context.other_voices)
+    return lambda text: not moderate(text).blocked and not guard.check(text).blocked
+
+
 def requests_for(
     job: GenerationJob, context: PromptContext, indexes: list[int], revision: int = 0
 ) -> tuple[list[GenerationRequest], list[int]]:
@@ -236,6 +169,11 @@ def requests_for(
     stop = StopCheck(job.pk, job.deadline_at.timestamp() if job.deadline_at else time.time() + 600)
     # Variant i of a job with seed s samples with seed s + i (+ a stride per revision): reproducible.
     seeds = [job.seed + i + revision * 1_000_003 for i in indexes]
+    # The job's first run streams its text to readers (generation.streaming); a regenerated variant
+    # is shown when stored.
+    stream = streaming.open_job_stream(job, screen=_screen(job, context, messages)) if revision == 0 else None
+    # The template's hard limits, held while decoding where the engine can (generation.grammar).
+    constraint = output_constraint(job.template_version.constraints, job.inputs)
     return [
         GenerationRequest(
             messages=messages,
@@ -244,8 +182,10 @@ def requests_for(
             top_p=job.top_p,
             seed=seed,
             should_stop=stop,
+            on_text=stream.writer(index) if stream is not None else None,
+            constraint=constraint,
         )
-        for seed in seeds
+        for index, seed in zip(indexes, seeds, strict=True)
     ], seeds
 
 
@@ -254,23 +194,26 @@ def run_job(job_id: Any, engine: Any = None) -> GenerationJob | None:
 
     A job's last attempt after losing its worker runs alone in this process (``SuspectIsolation``).
     """
-    state = with_db_retry(lambda: GenerationJob.objects.filter(pk=job_id).values("status", "attempts").first())
+    state = with_db_retry(
+        lambda: GenerationJob.objects.filter(pk=job_id).values("status", "attempts", "serving_model_id").first()
+    )
     if state is None or state["status"] in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED}:
         return None
-    engine = engine or _loaded_engine()
+    engine = engine or _loaded_engine(state["serving_model_id"])
     with suspects.hold(alone=runs_alone(state["attempts"])):
         return _claim_and_run(job_id, engine)
 
 
-def _loaded_engine() -> Any:
-    """This process's engine, waiting while the worker's start-up still loads the model.
+def _loaded_engine(serving_model_id: Any = None) -> Any:
+    """This process's engine for the job's model, waiting while the worker's start-up still loads it.
 
     Called before the claim, so a job stays queued (and its page says the model is loading) instead
     of running on a lease that nothing renews while the load takes its minute. A model that fails to
     load gives None: ``_generate`` then tries once more and fails the job with the reason.
     """
     try:
-        return workers.engine.get_engine()
+        model = with_db_retry(ServingModel.objects.get, pk=serving_model_id) if serving_model_id else None
+        return workers.engines.engine_for(model.backend() if model else None)
     except Exception:
         logger.exception("could not load the generation model")
         return None
@@ -292,18 +235,27 @@ def _claim_and_run(job_id: Any, engine: Any) -> GenerationJob | None:
         logger.exception("generation job %s failed", job.pk)
         with_db_retry(_fail_running, job.pk, f"Generation failed: {type(exc).__name__}: {exc}"[:1000])
         return GenerationJob.objects.get(pk=job.pk)
-    return with_db_retry(store_results, job, context, indexes, seeds, results)
+    try:
+        return with_db_retry(store_results, job, context, indexes, seeds, results)
+    except DB_CONNECTION_ERRORS:
+        raise
+    except Exception as exc:  # checking or scoring the outputs: the job still ends, with the reason
+        logger.exception("storing the results of generation job %s failed", job.pk)
+        with_db_retry(_fail_running, job.pk, f"Checking the outputs failed: {type(exc).__name__}: {exc}"[:1000])
+        return GenerationJob.objects.get(pk=job.pk)
 
 
 def _fail_running(job_id: Any, reason: str) -> None:
-    with transaction.atomic():
-        locked = GenerationJob.objects.select_for_update().get(pk=job_id)
-        if not locked.is_final:
-            _finalize_failed(locked, reason)
+    lifecycle.jobs.fail_unless_final(job_id, reason)
+
+
+def _backend(job: GenerationJob) -> Backend | None:
+    """Where the job's model is served; None (the worker's configured model) for a job from before the registry."""
+    return job.serving_model.backend() if job.serving_model_id else None
 
 
 def _generate(job: GenerationJob, requests: list[GenerationRequest], engine: Any) -> list[GenerationResult]:
-    engine = engine or workers.engine.get_engine()
+    engine = engine or workers.engines.engine_for(_backend(job))
     futures = [engine.submit(r) for r in requests]
     pending = set(futures)
     while pending:
@@ -316,15 +268,7 @@ def _generate(job: GenerationJob, requests: list[GenerationRequest], engine: Any
 
 
 def _renew_lease(job: GenerationJob) -> None:
-    try:
-        GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-            lease_expires_at=timezone.now() + lease()
-        )
-    except DB_CONNECTION_ERRORS as exc:
-        # The database is away for a moment: generation goes on, and the next renewal reconnects.
-        logger.warning("could not renew the lease of job %s: %s", job.pk, exc)
-        if not connection.in_atomic_block:
-            connection.close()
+    lifecycle.jobs.renew(job.pk)
 
 
 def evaluate(
@@ -337,7 +281,10 @@ def evaluate(
         for t, reason in zip(texts, reasons, strict=True)
     ]
     fallback = " ".join(str(v) for v in job.inputs.values())
-    scores = brand_fit(texts, context.voice, approved, fallback)
+    # Without torch (a worker that streams from a server) the scores come later, from the default queue.
+    scores: list[Any] = [None] * len(texts)
+    if scoring.available():
+        scores = brand_fit(texts, context.voice, approved, fallback)
     guard = LeakGuard.for_job(
         job, build_messages(job.template_version, job.inputs, context.voice, context.examples), context.voice,
         context.other_voices,
@@ -400,7 +347,8 @@ def store_results(
         locked.completion_tokens += sum(r.completion_tokens for r in results)
         locked.compute_seconds += compute
         fields = ["prompt_tokens", "completion_tokens", "compute_seconds", "model_name"]
-        locked.model_name = ModelSpec.from_settings().model
+        backend = _backend(job)
+        locked.model_name = backend.model if backend else ModelSpec.from_settings().model
         if revision == 0:
             reasons = {r.finish_reason for r in results}
             delivered = [v for v in variants if not v.is_withheld]
@@ -429,7 +377,27 @@ def store_results(
                     prompt_tokens=variant.prompt_tokens,
                     completion_tokens=variant.tokens,
                 )
+        if any(v.brand_fit is None and not v.is_withheld for v in variants):
+            transaction.on_commit(lambda: dispatch.score_variants(locked.pk))
         return locked
+
+
+def score_variants(job_id: Any) -> int:
+    """Brand fit of the job's current variants stored without one (their worker had no embedding model);
+    returns how many were scored. Run again, it finds nothing left to do."""
+    job = GenerationJob.objects.select_related("template_version").get(pk=job_id)
+    pending = [
+        v for v in Variant.objects.filter(job=job, is_current=True, brand_fit__isnull=True) if not v.is_withheld
+    ]
+    if not pending:
+        return 0
+    context = PromptContext.load(job)
+    fallback = " ".join(str(v) for v in job.inputs.values())
+    approved = [v.final_text for v in context.examples]
+    scores = brand_fit([v.final_text for v in pending], context.voice, approved, fallback)
+    for variant, score in zip(pending, scores, strict=True):
+        Variant.objects.filter(pk=variant.pk, brand_fit__isnull=True).update(brand_fit=score)
+    return len(pending)
 
 
 def regenerate(job_id: Any, index: int, revision: int, engine: Any = None) -> Variant | None:
@@ -446,26 +414,6 @@ def regenerate(job_id: Any, index: int, revision: int, engine: Any = None) -> Va
 
 
 def reconcile(stale_after: timedelta | None = None) -> list[str]:
-    """Re-enqueue jobs whose worker vanished (expired lease) or that sat queued without a task.
-
-    Covers a worker killed mid-job, a crash between commit and enqueue and a broker that lost
-    its data. Running the task twice is harmless: ``claim`` lets only one worker through. A job
-    is enqueued again at most once per ``stale_after`` (GENERATION_REQUEUE_AFTER_S) and attempt,
-    so a long backlog is not enqueued once more on every run. Returns the ids enqueued.
-    """
-    stale_after = stale_after or timedelta(seconds=settings.GENERATION_REQUEUE_AFTER_S)
-    now = timezone.now()
-    stale = GenerationJob.objects.filter(
-        Q(status=JobStatus.RUNNING, lease_expires_at__lt=now)
-        | Q(status=JobStatus.QUEUED, created_at__lt=now - stale_after)
-    ).values_list("pk", "attempts")[:500]
-    ids = []
-    for pk, attempts in stale:
-        marker = f"generation:requeued:{pk}:{attempts}"
-        if not cache.add(marker, 1, timeout=max(int(stale_after.total_seconds()), 1)):
-            continue
-        if dispatch.enqueue(pk):
-            ids.append(str(pk))
-        else:
-            cache.delete(marker)  # not sent: try again on the next run
-    return ids
+    """Re-enqueue jobs whose worker vanished (expired lease) or that sat queued without a task
+    (``core.jobs.Lifecycle.reconcile``, at most once per GENERATION_REQUEUE_AFTER_S and attempt)."""
+    return lifecycle.jobs.reconcile(stale_after)

@@ -14,7 +14,6 @@ from django import forms
 from django.db.models import QuerySet
 from django.utils.html import escape
 
-from core.errors import DomainError
 from generation import limits
 from generation.models import BrandVoice, JobStatus, Template, TemplateVersion
 from projects.models import Project
@@ -24,32 +23,9 @@ from projects.models import Project
 VARIABLE_PREFIX = "var_"
 
 
-def add_service_error(
-    form: forms.BaseForm,
-    exc: DomainError,
-    field_for: dict[str, str] | None = None,
-    *,
-    messages: dict[str, str] | None = None,
-) -> None:
-    """Put a service error's per-field messages on the matching form fields, else on the whole form.
-
-    ``messages`` replaces the service's wording for a code, where the page has a better one.
-    """
-    form.error_status = exc.status_code  # type: ignore[attr-defined]
-    if messages and exc.code in messages:
-        form.add_error(None, messages[exc.code])
-        return
-    placed = False
-    for key, errors in exc.fields.items():
-        name = (field_for or {}).get(key, key)
-        if name.startswith("inputs."):
-            name = VARIABLE_PREFIX + name.removeprefix("inputs.")
-        if name in form.fields:
-            for error in errors:
-                form.add_error(name, error[:1].upper() + error[1:])
-            placed = True
-    if not placed:
-        form.add_error(None, exc.detail)
+def variable_field_name(name: str) -> str:
+    """The form field of a service error's ``inputs.<variable>`` (other names unchanged)."""
+    return VARIABLE_PREFIX + name.removeprefix("inputs.") if name.startswith("inputs.") else name
 
 
 # --- generate --------------------------------------------------------------------------------
@@ -100,14 +76,26 @@ class GenerateForm(forms.Form):
         widget=forms.NumberInput(attrs={"step": "0.1"}),
         help_text="Higher is more varied.",
     )
+    model = forms.ChoiceField(
+        required=False, label="Model", help_text="Default: the template's, else the project's, else the platform's."
+    )
     # A fresh key per rendered form: a double submit of the same form queues one job, not two.
     request_id = forms.UUIDField(widget=forms.HiddenInput, required=False)
 
     def __init__(
-        self, version: TemplateVersion, projects: QuerySet[Project], data: Any = None, *, project: Project | None = None
+        self,
+        version: TemplateVersion,
+        projects: QuerySet[Project],
+        data: Any = None,
+        *,
+        project: Project | None = None,
+        models: list[tuple[str, str]] | None = None,
     ) -> None:
         super().__init__(data, initial={"request_id": uuid.uuid4(), "project": project})
         self.version = version
+        model_field = self.fields["model"]
+        assert isinstance(model_field, forms.ChoiceField)
+        model_field.choices = [("", "Default")] + (models or [])
         project_field = self.fields["project"]
         assert isinstance(project_field, forms.ModelChoiceField)
         project_field.queryset = projects.order_by("name")
@@ -133,7 +121,10 @@ class GenerateForm(forms.Form):
         return values
 
     def params(self) -> dict[str, Any]:
-        return {name: self.cleaned_data[name] for name in ("num_variants", "max_new_tokens", "temperature")}
+        params = {name: self.cleaned_data[name] for name in ("num_variants", "max_new_tokens", "temperature")}
+        if self.cleaned_data.get("model"):
+            params["model"] = self.cleaned_data["model"]
+        return params
 
     def idempotency_key(self) -> str:
         request_id = self.cleaned_data.get("request_id")

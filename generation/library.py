@@ -54,32 +54,53 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
     },
     {
         "slug": "google-ads",
-        "name": "Google Ads headline + description",
+        "name": "Google Ads responsive search ad",
         "category": "ads",
-        "description": "Responsive search ad: headline up to 30 characters, description up to 90.",
+        "description": "Responsive search ad: three headlines of up to 30 characters, two descriptions of up to 90.",
         "variables": [PRODUCT, FEATURES, _v("offer", "Offer", required=False, max_length=100)],
-        # Each line is checked on its own (generation.constraints, "fields"): Google takes them as two fields.
-        "prompt": "Write a Google search ad for {product}. Features: {features}. Offer: {offer}.\n"
-        "Answer with exactly two lines:\nHeadline: <at most 30 characters>\nDescription: <at most 90 characters>",
+        # Google's limits for responsive search ads (it mixes 3-15 headlines and 2-4 descriptions).
+        # Each line is a field (generation.constraints) and, while decoding, a line of the grammar
+        # (generation.grammar): the labels, the line count and each line's limit hold by construction.
+        "prompt": "Write a Google responsive search ad for {product}. Features: {features}. Offer: {offer}.\n"
+        "Answer with exactly five lines, each starting with its label:\n"
+        "Headline 1: <at most 30 characters>\nHeadline 2: <at most 30 characters>\n"
+        "Headline 3: <at most 30 characters>\nDescription 1: <at most 90 characters>\n"
+        "Description 2: <at most 90 characters>",
         "constraints": {
             "min_words": 4,
-            "fields": [{"label": "Headline", "max_chars": 30}, {"label": "Description", "max_chars": 90}],
+            "fields": [
+                {"label": "Headline 1", "max_chars": 30},
+                {"label": "Headline 2", "max_chars": 30},
+                {"label": "Headline 3", "max_chars": 30},
+                {"label": "Description 1", "max_chars": 90},
+                {"label": "Description 2", "max_chars": 90},
+            ],
         },
-        "max_new_tokens": 60,
+        # Room to finish the lines whatever they hold: a constrained ad that runs out of tokens is cut off
+        # and fails. SmolLM2 spends up to ~0.7 tokens a character (digits are a token each), and the ad
+        # is at most 340 characters; most take ~80 tokens.
+        "max_new_tokens": 240,
     },
     {
         "slug": "meta-ad",
         "name": "Meta (Facebook/Instagram) ad",
         "category": "ads",
-        "description": "Primary text up to 125 characters and a headline up to 40.",
+        "description": "Primary text up to 125 characters, a headline up to 40 and a description up to 30.",
         "variables": [PRODUCT, FEATURES, AUDIENCE],
+        # Meta's recommended lengths, past which feeds cut the text off with "... See more".
         "prompt": "Write a Facebook/Instagram ad for {product} aimed at {audience}. Features: {features}.\n"
-        "Answer with exactly two lines:\nPrimary text: <at most 125 characters>\nHeadline: <at most 40 characters>",
+        "Answer with exactly three lines, each starting with its label:\n"
+        "Primary text: <at most 125 characters>\nHeadline: <at most 40 characters>\n"
+        "Description: <at most 30 characters>",
         "constraints": {
             "min_words": 5,
-            "fields": [{"label": "Primary text", "max_chars": 125}, {"label": "Headline", "max_chars": 40}],
+            "fields": [
+                {"label": "Primary text", "max_chars": 125},
+                {"label": "Headline", "max_chars": 40},
+                {"label": "Description", "max_chars": 30},
+            ],
         },
-        "max_new_tokens": 70,
+        "max_new_tokens": 170,  # at most 234 characters, as Google Ads' above
     },
     {
         "slug": "email-subject-lines",
@@ -89,7 +110,7 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
         "variables": [_v("topic", "Email topic", max_length=200), AUDIENCE],
         "prompt": "Write one email subject line about: {topic}. Audience: {audience}. At most 60 characters.",
         "constraints": {"max_chars": 60, "min_words": 2},
-        "max_new_tokens": 30,
+        "max_new_tokens": 45,  # ~0.7 tokens a character at most (see Google Ads)
     },
     {
         "slug": "marketing-email",
@@ -115,7 +136,7 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
         "variables": [_v("topic", "Topic", max_length=300), _v("hashtags", "Hashtags", required=False, max_length=100)],
         "prompt": "Write a post for X (Twitter) about {topic}. At most 280 characters. Hashtags: {hashtags}.",
         "constraints": {"max_chars": 280, "min_words": 4},
-        "max_new_tokens": 90,
+        "max_new_tokens": 200,  # as the subject line
     },
     {
         "slug": "social-linkedin",
@@ -178,7 +199,7 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
             "required_phrases": ["{keyword}"],
             "fields": [{"label": "Title", "max_chars": 60}, {"label": "Meta description", "max_chars": 155}],
         },
-        "max_new_tokens": 90,
+        "max_new_tokens": 170,  # at most 241 characters, as Google Ads' above
     },
     {
         "slug": "press-release",

@@ -10,12 +10,14 @@ and hands billing plain values. A job's life in the ledger::
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db import transaction
 
 from billing import services as billing
 from billing.integrity import MeteredJobs
 from billing.models import LedgerEntry
-from generation.models import FINAL_STATUSES, GenerationJob, JobStatus
+from generation.models import FINAL_STATUSES, GenerationJob, JobStatus, ServingModel
 
 #: Prompt tokens held per variant at admission, before the prompt is tokenized. The engine
 #: counts the prompt once per variant (generation/execution.py sums each variant's
@@ -66,7 +68,7 @@ def settle_job(*, job: GenerationJob) -> LedgerEntry | None:
     """Charge a finished job's stored usage and lift its hold, exactly once (``billing.services.settle``)."""
     _lock(job)
     usage = GenerationJob.objects.values("prompt_tokens", "completion_tokens", "compute_seconds").get(pk=job.pk)
-    return billing.settle(ref=job_ref(job), usage=billing.TokenUsage(**usage))
+    return billing.settle(ref=job_ref(job), usage=billing.TokenUsage(**usage), price_per_1k_tokens=model_price(job))
 
 
 @transaction.atomic
@@ -117,7 +119,16 @@ def charge_regeneration(
         project_id=job.project_id,
         api_key_id=job.api_key_id,
         user_id=job.requested_by_id,
+        price_per_1k_tokens=model_price(job),
     )
+
+
+def model_price(job: GenerationJob) -> Decimal | None:
+    """The price per 1,000 tokens of the model the job ran on, read when it is billed (as the plan is);
+    None: the plan's price applies (a model without its own price, or a job from before the registry)."""
+    if job.serving_model_id is None:
+        return None
+    return ServingModel.objects.values_list("price_per_1k_tokens", flat=True).get(pk=job.serving_model_id)
 
 
 def _lock(job: GenerationJob) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -10,7 +11,136 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from generation import limits
+from core.models import LeasedJob, Upload
+from generation import credentials, limits
+from workers.contract import Backend
+
+
+class BackendKind(models.TextChoices):
+    INPROCESS = "inprocess", "In process (transformers on the worker)"
+    OPENAI = "openai", "OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama, TGI)"
+    STUB = "stub", "Stub (echoes the prompt; tests and development)"
+
+
+class ServingModel(models.Model):
+    """A model jobs can run on: where it is served, its defaults and its price. Managed by operators.
+
+    Global (``organization`` null) or private to one organization (its own fine-tune); a global one may
+    be limited to some plans (``plans``, empty: every plan). API clients name it by ``slug``. One row is
+    the default, used by jobs whose template, project and request name none (``generation.registry``).
+
+    ``model``: for ``inprocess`` a model source (``bundled:...``, a hub id in the local cache, a folder),
+    where empty means the worker's own ``LOOM_MODEL`` (what the zero-configuration default row says, so
+    it follows the settings of each worker instead of copying them once); for ``openai`` the served
+    model name the server expects. ``base_url`` is the server's, up to and including ``/v1``.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    slug = models.SlugField(max_length=limits.MAX_SLUG_LENGTH, unique=True, help_text="What API clients name.")
+    name = models.CharField(max_length=limits.MAX_TEMPLATE_NAME_LENGTH)
+    backend_kind = models.CharField(max_length=16, choices=BackendKind.choices, default=BackendKind.INPROCESS)
+    model = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="In process: a model source (empty: the worker's LOOM_MODEL). OpenAI: the served model name.",
+    )
+    base_url = models.URLField(max_length=500, blank=True, help_text="OpenAI: the server's URL up to /v1.")
+    #: Write-only: encrypted (generation.credentials), never shown; ``set_api_key`` changes it.
+    encrypted_api_key = models.TextField(blank=True, editable=False)
+    context_length = models.PositiveIntegerField(default=0, help_text="Tokens (0: unknown).")
+    # Default sampling of jobs that do not say; empty: the template's or the platform's.
+    temperature = models.FloatField(null=True, blank=True)
+    top_p = models.FloatField(null=True, blank=True)
+    max_new_tokens = models.PositiveIntegerField(null=True, blank=True)
+    price_per_1k_tokens = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Overage price per 1,000 tokens on this model, in the billing currency; empty: the plan's.",
+    )
+    organization = models.ForeignKey(
+        "organizations.Organization",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="serving_models",
+        help_text="Private to this organization; empty: global.",
+    )
+    plans = models.ManyToManyField(
+        "billing.Plan", blank=True, related_name="+", help_text="Global models only: these plans (none: all)."
+    )
+    is_active = models.BooleanField(default=True)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-is_default", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="serving_model_one_default"
+            ),
+            models.CheckConstraint(
+                condition=~Q(is_default=True) | Q(is_active=True, organization__isnull=True),
+                name="serving_model_default_active_global",
+                violation_error_message="The default model must be active and global.",
+            ),
+            models.CheckConstraint(
+                condition=~Q(backend_kind="openai") | (~Q(base_url="") & ~Q(model="")),
+                name="serving_model_openai_has_server",
+                violation_error_message="An OpenAI-compatible model needs a base URL and a served model name.",
+            ),
+            models.CheckConstraint(
+                condition=Q(price_per_1k_tokens__isnull=True) | Q(price_per_1k_tokens__gte=Decimal("0")),
+                name="serving_model_price_not_negative",
+                violation_error_message="A price cannot be negative.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+    @property
+    def has_api_key(self) -> bool:
+        return bool(self.encrypted_api_key)
+
+    def set_api_key(self, api_key: str) -> None:
+        """Store ``api_key`` encrypted (empty: none); the caller saves."""
+        self.encrypted_api_key = credentials.encrypt(api_key)
+
+    @property
+    def follows_settings(self) -> bool:
+        """An in-process row without a model source (the zero-configuration default): the process's own
+        settings say where it is served, ``LOOM_OPENAI_BASE_URL`` when set, else ``LOOM_MODEL``."""
+        return self.backend_kind == BackendKind.INPROCESS and not self.model
+
+    @property
+    def served_by(self) -> str:
+        """The backend kind jobs on this model actually use (a settings-following row's resolved one)."""
+        return self.backend().kind
+
+    def backend(self) -> Backend:
+        """Where a worker finds this model. Resolved in the calling process: a row that follows the
+        settings is the worker's own ``LOOM_OPENAI_BASE_URL`` server or ``LOOM_MODEL`` (``stub`` included),
+        so its engine is the one the worker loaded at start (``workers.engines.engine_for``)."""
+        if self.follows_settings:
+            if settings.LOOM_OPENAI_BASE_URL:
+                return Backend(
+                    kind=BackendKind.OPENAI.value,
+                    model=settings.LOOM_OPENAI_MODEL,
+                    base_url=settings.LOOM_OPENAI_BASE_URL.rstrip("/"),
+                    api_key=settings.LOOM_OPENAI_API_KEY,
+                    context_length=self.context_length,
+                )
+            return Backend(kind=str(self.backend_kind), model=settings.LOOM_MODEL, context_length=self.context_length)
+        return Backend(
+            kind=str(self.backend_kind),
+            model=self.model,
+            base_url=self.base_url.rstrip("/"),
+            api_key=credentials.decrypt(self.encrypted_api_key),
+            context_length=self.context_length,
+        )
 
 
 class Template(models.Model):
@@ -24,6 +154,10 @@ class Template(models.Model):
     name = models.CharField(max_length=limits.MAX_TEMPLATE_NAME_LENGTH)
     category = models.CharField(max_length=limits.MAX_CATEGORY_LENGTH, default="general")
     description = models.TextField(blank=True, max_length=limits.MAX_DESCRIPTION_LENGTH)
+    #: The model its jobs run on unless the job names one (generation.registry.model_for_job).
+    default_model = models.ForeignKey(
+        ServingModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -100,6 +234,26 @@ class BrandVoice(models.Model):
         return f"Brand voice of {self.project}"
 
 
+class ProjectGenerationSettings(models.Model):
+    """A project's generation preferences; missing means the defaults. Here, not on ``Project``:
+    projects sit below generation in the layers and know nothing of its models."""
+
+    project = models.OneToOneField(
+        "projects.Project", primary_key=True, on_delete=models.CASCADE, related_name="generation_settings"
+    )
+    #: The model the project's jobs run on unless the job or its template names one.
+    default_model = models.ForeignKey(
+        ServingModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "project generation settings"
+
+    def __str__(self) -> str:
+        return f"Generation settings of {self.project}"
+
+
 class JobStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
@@ -111,7 +265,7 @@ class JobStatus(models.TextChoices):
 FINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
 
 
-class GenerationJob(models.Model):
+class GenerationJob(LeasedJob):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey(
         "organizations.Organization", on_delete=models.CASCADE, related_name="generation_jobs"
@@ -136,22 +290,21 @@ class GenerationJob(models.Model):
         "generation.BulkBatch", null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"
     )
     batch_line = models.PositiveIntegerField(null=True, blank=True)
-    # lifecycle
+    # lifecycle (and core.models.LeasedJob's fields: attempts, worker, lease, times, failure reason)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
-    failure_reason = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     deadline_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    worker = models.CharField(max_length=200, blank=True)
-    lease_expires_at = models.DateTimeField(null=True, blank=True)
     # usage
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     compute_seconds = models.FloatField(default=0.0)
     model_name = models.CharField(max_length=200, blank=True)
+    #: The registry's model the job runs on (None: submitted before the registry existed).
+    serving_model = models.ForeignKey(
+        ServingModel, null=True, blank=True, on_delete=models.RESTRICT, related_name="jobs"
+    )
+    #: Milliseconds from submission to the first generated token of any variant (None: none yet).
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     few_shot_variant_ids = models.JSONField(default=list, blank=True)
 
     class Meta:
@@ -248,24 +401,19 @@ class Variant(models.Model):
         return f"It was blocked by moderation ({category})."
 
 
-class BulkBatch(models.Model):
+class BulkBatch(Upload):
+    """A CSV of inputs, one generation job per valid row (``generation.bulk``)."""
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey(
         "organizations.Organization", on_delete=models.CASCADE, related_name="bulk_batches"
     )
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="bulk_batches")
     template_version = models.ForeignKey(TemplateVersion, on_delete=models.PROTECT, related_name="+")
-    filename = models.CharField(max_length=255, blank=True)
-    total_rows = models.PositiveIntegerField(default=0)
     row_errors = models.JSONField(default=list, blank=True)  # [{"line": n, "errors": [...]}]
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
     api_key = models.ForeignKey("apikeys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(Upload.Meta):
         verbose_name_plural = "bulk batches"
 
     def __str__(self) -> str:

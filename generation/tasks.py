@@ -28,6 +28,11 @@ def regenerate_variant_task(job_id: str, index: int, revision: int) -> None:
     execution.regenerate(job_id, index, revision)
 
 
+@shared_task(name="generation.score_variants", queue="default", **DB_RETRY)
+def score_variants_task(job_id: str) -> int:
+    return execution.score_variants(job_id)
+
+
 @shared_task(name="generation.reconcile", queue="default")
 def reconcile_jobs() -> int:
     return len(execution.reconcile())

@@ -26,16 +26,17 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from core.errors import DomainError, InvalidInput
-from core.web import action_done, action_failed, form_status, htmx_fragment, post_data
-from generation import limits, services
-from generation.bulk import batch_results_csv, create_bulk_batch, status_counts
+from core.web import action_done, action_failed, add_service_error, form_status, htmx_fragment, post_data
+from generation import limits, registry, services
+from generation.bulk import batch_results_csv, create_bulk_batch
+from generation.bulk import progress as bulk_progress
 from generation.forms import (
     BrandVoiceForm,
     BulkUploadForm,
     FeedbackForm,
     GenerateForm,
     JobFilterForm,
-    add_service_error,
+    variable_field_name,
 )
 from generation.models import BrandVoice, BulkBatch, GenerationJob, JobStatus, Template, TemplateVersion, Variant
 from generation.templatetags.generation_tags import category_label
@@ -106,6 +107,15 @@ def _version_number(request: HttpRequest) -> int | None:
         raise Http404("No such version.") from None
 
 
+def _model_choices(organization: Any) -> list[tuple[str, str]]:
+    """The models the organization may use, for a select, each saying whether its server answers now."""
+    models = list(registry.usable_models(organization).order_by("-is_default", "name"))
+    reachable = registry.reachability(models)
+    return [
+        (m.slug, m.name + ("" if reachable[m.slug].reachable else " (not reachable)")) for m in models
+    ]
+
+
 @tenant_required(Role.EDITOR)
 def generate(request: HttpRequest, template_id: Any) -> HttpResponse:
     """GET: the form built from the template's variables. POST: queue a job and go to its page."""
@@ -114,7 +124,8 @@ def generate(request: HttpRequest, template_id: Any) -> HttpResponse:
     except DomainError:
         raise Http404("No such template.") from None
     projects = scoped(request, Project)
-    form = GenerateForm(version, projects, post_data(request), project=_project_param(request))
+    models = _model_choices(current_organization(request))
+    form = GenerateForm(version, projects, post_data(request), project=_project_param(request), models=models)
     if form.is_bound and form.is_valid():
         try:
             job, created = services.submit_generation(
@@ -127,7 +138,7 @@ def generate(request: HttpRequest, template_id: Any) -> HttpResponse:
                 idempotency_key=form.idempotency_key(),
             )
         except DomainError as exc:
-            add_service_error(form, exc, messages=_SUBMIT_MESSAGES)
+            add_service_error(form, exc, messages=_SUBMIT_MESSAGES, rename=variable_field_name)
             form.renew_request_id()
         else:
             if not created:
@@ -340,7 +351,7 @@ def brand_voice(request: HttpRequest, pk: Any) -> HttpResponse:
         try:
             services.save_brand_voice(actor=request.user, project=project, **form.cleaned_data)
         except DomainError as exc:
-            add_service_error(form, exc)
+            add_service_error(form, exc, rename=variable_field_name)
         else:
             messages.success(request, f"Brand voice of {project.name} saved.")
             return redirect("generation:brand_voice", pk=project.pk)
@@ -395,7 +406,7 @@ def bulk_upload(request: HttpRequest) -> HttpResponse:
         except DomainError as exc:
             if exc.code == "no_valid_rows":
                 rejected_rows = [(key.removeprefix("line "), errors) for key, errors in exc.fields.items()]
-            add_service_error(form, exc)
+            add_service_error(form, exc, rename=variable_field_name)
         else:
             queued, skipped = batch.total_rows - len(batch.row_errors), len(batch.row_errors)
             skipped_note = f"; {skipped} row{pluralize(skipped)} skipped" if skipped else ""
@@ -405,20 +416,8 @@ def bulk_upload(request: HttpRequest) -> HttpResponse:
 
 
 def _batch_context(batch: BulkBatch) -> dict[str, Any]:
-
     jobs = batch.jobs.annotate(variant_count=Count("variants", filter=Q(variants__is_current=True)))
-    counts = status_counts(batch)
-    total = sum(counts.values())
-    done = counts[JobStatus.SUCCEEDED] + counts[JobStatus.FAILED] + counts[JobStatus.CANCELED]
-    return {
-        "batch": batch,
-        "jobs": jobs.order_by("batch_line"),
-        "counts": counts,
-        "done": done,
-        "total": total,
-        "percent": round(100 * done / total) if total else 100,
-        "finished": done == total,
-    }
+    return {"batch": batch, "jobs": jobs.order_by("batch_line"), "progress": bulk_progress(batch)}
 
 
 def _get_batch(request: HttpRequest, pk: Any) -> BulkBatch:

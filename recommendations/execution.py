@@ -1,10 +1,10 @@
 """What the recommendation worker does with a job: claim it, train, store, evaluate, bill. No Celery here.
 
-Safe to run twice: a final job is skipped; a job still marked running is one whose
-worker died (Celery hands a task to a second worker only then, see ``workers.celery``),
-so it is run again from the start; its results replace any earlier partial ones and
-the compute charge is written in the same transaction that marks the job succeeded,
-keyed by the job, so it exists exactly once.
+Safe to run twice: a final job is skipped, and so is one whose lease a live worker holds
+(``recommendations.lifecycle``, the lifecycle every job shares); a job whose lease expired
+lost its worker and is run again from the start; its results replace any earlier partial
+ones and the compute charge is written in the same transaction that marks the job
+succeeded, keyed by the job, so it exists exactly once.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing import services as billing
+from core.jobs import with_db_retry
 from generation.scoring import embed
-from recommendations import dispatch, engine
+from recommendations import engine, lifecycle, metering
 from recommendations.models import (
     CatalogItem,
     Event,
@@ -45,8 +45,6 @@ logger = logging.getLogger(__name__)
 EVENT_WEIGHTS = {EventType.VIEW: 0.1, EventType.CART: 0.5}
 #: Ratings count above a neutral 3 of 5; a low rating says "not this" and is left out.
 NEUTRAL_RATING = 3.0
-#: A job whose worker was lost this many times is failed instead of run again.
-MAX_ATTEMPTS = 3
 #: Texts per embedding forward pass (all-MiniLM-L6-v2, titles of ~10 tokens: ~100 MB of activations).
 #: The 3,175 Online Retail titles took 139 s on 2 busy CPU cores; embeddings are cached per item.
 EMBED_BATCH = 256
@@ -69,39 +67,22 @@ class Outcome:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def claim(job_id: Any) -> RecommendationJob | None:
+def claim(job_id: Any, worker: str | None = None) -> RecommendationJob | None:
     """Move a queued job (or one whose worker died) to running; None when there is nothing to do."""
-    now = timezone.now()
-    with transaction.atomic():
-        job = RecommendationJob.objects.select_for_update().filter(pk=job_id).first()
-        if job is None or job.is_final:
-            return None
-        if job.attempts >= MAX_ATTEMPTS:
-            fail(job, f"Stopped after {job.attempts} attempts: the worker was lost each time.")
-            return None
-        job.status = RecommendationJobStatus.RUNNING
-        job.attempts += 1
-        job.started_at = now
-        job.save(update_fields=["status", "attempts", "started_at"])
-        return job
-
-
-def fail(job: RecommendationJob, reason: str) -> None:
-    job.status = RecommendationJobStatus.FAILED
-    job.failure_reason = reason[:2000]
-    job.finished_at = timezone.now()
-    job.save(update_fields=["status", "failure_reason", "finished_at"])
+    return lifecycle.jobs.claim(job_id, worker)
 
 
 def run_job(job_id: Any) -> RecommendationJob | None:
     """Claim, compute and store one job; returns it in its final state, or None if there was nothing to do."""
-    job = claim(job_id)
+    job = with_db_retry(claim, job_id)
     if job is None:
         return None
     started = time.monotonic()
     try:
-        outcome = compute(job)
-        return store(job, outcome, seconds=time.monotonic() - started)
+        # Training has no loop of its own to renew the lease from: a side thread does.
+        with lifecycle.jobs.keep_alive(job.pk):
+            outcome = compute(job)
+            return store(job, outcome, seconds=time.monotonic() - started)
     except TrainingError as exc:
         reason = str(exc)
     except SoftTimeLimitExceeded:
@@ -109,11 +90,7 @@ def run_job(job_id: Any) -> RecommendationJob | None:
     except Exception as exc:  # storing or billing too: whatever happens, the job ends with a reason
         logger.exception("recommendation job %s failed", job.pk)
         reason = f"Training failed: {type(exc).__name__}: {exc}"
-    with transaction.atomic():
-        locked = RecommendationJob.objects.select_for_update().get(pk=job.pk)
-        if not locked.is_final:
-            fail(locked, reason)
-    return RecommendationJob.objects.get(pk=job.pk)
+    return with_db_retry(lifecycle.jobs.fail_unless_final, job.pk, reason)
 
 
 # --- the work ------------------------------------------------------------------------------------
@@ -187,32 +164,24 @@ def compute(job: RecommendationJob) -> Outcome:
         for pk, title, sku in CatalogItem.objects.filter(project_id=job.project_id).values_list("pk", "title", "sku")
     }
 
+    # The model is chosen on the project's earlier windows, measured on the held-out one, then retrained
+    # on everything: the recommendations stored come from all the data.
     clock = time.monotonic()
-    model = engine.train(interactions, item_embeddings=embeddings or None, seed=job.seed)
+    params, metrics = _choose(job, interactions, embeddings)
+    timings["select_evaluate_s"] = time.monotonic() - clock
+
+    clock = time.monotonic()
+    model = engine.train(interactions, item_embeddings=embeddings or None, seed=job.seed, **params)
     timings["train_s"] = time.monotonic() - clock
 
     clock = time.monotonic()
-    outcome = Outcome()
+    outcome = Outcome(metrics=metrics)
     outcome.recommendations = _top_k(job, model, purchased, titles, only_purchases=set(kinds) <= {"purchase", "return"})
     timings["recommend_s"] = time.monotonic() - clock
     clock = time.monotonic()
     outcome.similar = _similar(job, model, interactions)
     timings["similar_s"] = time.monotonic() - clock
 
-    clock = time.monotonic()
-    try:
-        outcome.metrics = engine.evaluate(
-            interactions,
-            holdout_days=job.holdout_days,
-            k=job.k,
-            new_items_only=job.exclude_purchased,
-            item_embeddings=embeddings or None,
-            seed=job.seed,
-        )
-    except ValueError as exc:
-        # Too little history for a time split is no reason to withhold the recommendations themselves.
-        outcome.metrics = {"skipped": f"No evaluation: {exc}."}
-    timings["evaluate_s"] = time.monotonic() - clock
     outcome.stats = {
         "events": len(interactions),
         "events_by_type": dict(kinds),
@@ -224,6 +193,24 @@ def compute(job: RecommendationJob) -> Outcome:
         "timings": {name: round(seconds, 3) for name, seconds in timings.items()},
     }
     return outcome
+
+
+def _choose(
+    job: RecommendationJob, interactions: engine.Interactions, embeddings: dict[str, np.ndarray]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(parameters of the chosen model, metrics with the selection report); with no budget, the default
+    blend, still measured against popularity and ALS."""
+    budget = float(settings.RECOMMENDATION_SELECTION_BUDGET_S)
+    return engine.choose_and_evaluate(
+        interactions,
+        holdout_days=job.holdout_days,
+        k=job.k,
+        new_items_only=job.exclude_purchased,
+        item_embeddings=embeddings or None,
+        seed=job.seed,
+        budget_s=budget,
+        folds=engine.FOLDS if budget > 0 else 0,
+    )
 
 
 def _top_k(
@@ -275,37 +262,18 @@ def store(job: RecommendationJob, outcome: Outcome, *, seconds: float) -> Recomm
         locked.status = RecommendationJobStatus.SUCCEEDED
         locked.failure_reason = ""
         locked.finished_at = timezone.now()
-        locked.save(update_fields=["compute_seconds", "metrics", "stats", "status", "failure_reason", "finished_at"])
-        billing.charge_compute(
-            organization=locked.organization,
-            reference=f"recommendation:{locked.pk}",
-            seconds=locked.compute_seconds,
-            project=locked.project,
-            user=locked.requested_by,
-            api_key=locked.api_key,
-            reason=f"Recommendation job: {outcome.stats.get('events', 0):,} events, {seconds:.1f} s",
+        locked.lease_expires_at = None
+        locked.save(
+            update_fields=[
+                "compute_seconds", "metrics", "stats", "status", "failure_reason", "finished_at", "lease_expires_at"
+            ]
         )
+        metering.charge_job(locked, events=outcome.stats.get("events", 0), seconds=seconds)
     return locked
 
 
-def reconcile(stale_after: timedelta = timedelta(minutes=5)) -> list[str]:
-    """Re-enqueue jobs that sat queued without a task (a crash between commit and enqueue), and fail jobs
-    still running long after the task time limit (their worker vanished and Redis has not redelivered yet).
-
-    Returns the ids of the queued jobs it tried to enqueue; one the broker refused is tried again on the next run.
-    """
-    now = timezone.now()
-    lost = RecommendationJob.objects.filter(
-        status=RecommendationJobStatus.RUNNING,
-        started_at__lt=now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT_S) - stale_after,
-    )
-    for job_id in list(lost.values_list("pk", flat=True)[:100]):
-        with transaction.atomic():
-            job = RecommendationJob.objects.select_for_update().get(pk=job_id)
-            if job.status == RecommendationJobStatus.RUNNING:
-                fail(job, "The worker running this job was lost; start a new job.")
-    queued = RecommendationJob.objects.filter(status=RecommendationJobStatus.QUEUED, created_at__lt=now - stale_after)
-    ids = [str(pk) for pk in queued.values_list("pk", flat=True)[:100]]
-    for job_id in ids:
-        dispatch.enqueue(job_id)
-    return ids
+def reconcile(stale_after: timedelta | None = None) -> list[str]:
+    """Re-enqueue jobs whose worker vanished (expired lease) or that sat queued without a task
+    (``core.jobs.Lifecycle.reconcile``); returns the ids sent. A job that lost its worker
+    RECOMMENDATION_MAX_ATTEMPTS times is failed with the reason when it is claimed again."""
+    return lifecycle.jobs.reconcile(stale_after)

@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from core.models import LeasedJob, Upload
 from recommendations import limits
 
 
@@ -142,27 +143,21 @@ class RecommendationSettings(models.Model):
         return f"Recommendation settings of {self.project}"
 
 
-class DataImport(models.Model):
+class DataImport(Upload):
     """One uploaded CSV file and its row report (``report``, see ``recommendations.importing``)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey("organizations.Organization", on_delete=models.CASCADE, related_name="+")
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="data_imports")
-    filename = models.CharField(max_length=255, blank=True)
     size_bytes = models.PositiveBigIntegerField(default=0)
     mapping = models.JSONField(default=dict, blank=True)
-    total_rows = models.PositiveIntegerField(default=0)
     events_created = models.PositiveIntegerField(default=0)
     report = models.JSONField(default=dict, blank=True)
     duration_s = models.FloatField(default=0.0)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
     api_key = models.ForeignKey("apikeys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(Upload.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"Import {self.filename or self.pk}"
@@ -182,7 +177,7 @@ class RecommendationJobStatus(models.TextChoices):
 FINAL_JOB_STATUSES = (RecommendationJobStatus.SUCCEEDED, RecommendationJobStatus.FAILED)
 
 
-class RecommendationJob(models.Model):
+class RecommendationJob(LeasedJob):
     """Training a project's model from its events, storing top-K per customer and similar items, and
     evaluating it against a popularity baseline on the most recent ``holdout_days``."""
 
@@ -201,15 +196,10 @@ class RecommendationJob(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     api_key = models.ForeignKey("apikeys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    # lifecycle
+    # lifecycle (and core.models.LeasedJob's fields: attempts, worker, lease, times, failure reason)
     status = models.CharField(
         max_length=16, choices=RecommendationJobStatus.choices, default=RecommendationJobStatus.QUEUED, db_index=True
     )
-    failure_reason = models.TextField(blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     # results
     compute_seconds = models.DecimalField(max_digits=12, decimal_places=3, default=0)
     stats = models.JSONField(default=dict, blank=True, help_text="Events, customers and items trained on; timings.")

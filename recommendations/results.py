@@ -7,10 +7,12 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
+from core import progress as progress_counts
 from core.csvfiles import spreadsheet_safe
+from core.progress import Progress
 from generation.models import FINAL_STATUSES, JobStatus, Variant
 from recommendations.models import Campaign, CampaignRecipient
 from recommendations.services import current_variants, needs_rewrite, regeneration_pending
@@ -22,38 +24,24 @@ NOT_QUEUED = "not_queued"
 REGENERATING = "regenerating"
 
 
+#: How a campaign's progress card words each status (core/_progress_card.html).
+STATUS_LABELS = (
+    (JobStatus.SUCCEEDED, "written", "text-success"),
+    (JobStatus.FAILED, "failed", "text-danger"),
+    (NOT_QUEUED, "refused", "text-danger"),
+    (JobStatus.RUNNING, "running", ""),
+    (JobStatus.QUEUED, "queued", ""),
+    (REGENERATING, "being rewritten", ""),
+)
+
+
 def status_counts(campaign: Campaign) -> dict[str, int]:
     """Recipients per job status, every status present, plus those that got no job."""
-    counts = dict(
-        campaign.recipients.filter(job__isnull=False)
-        .order_by()
-        .values_list("job__status")
-        .annotate(n=Count("pk"))
+    result = progress_counts.status_counts(
+        campaign.recipients.filter(job__isnull=False), JobStatus.values, field_name="job__status"
     )
-    result = {status: counts.get(status, 0) for status in JobStatus.values}
     result[NOT_QUEUED] = campaign.recipients.filter(job__isnull=True).count()
     return result
-
-
-@dataclass(frozen=True)
-class Progress:
-    counts: dict[str, int]
-
-    @property
-    def total(self) -> int:
-        return sum(n for status, n in self.counts.items() if status != REGENERATING)
-
-    @property
-    def done(self) -> int:
-        return sum(self.counts.get(status, 0) for status in FINAL_STATUSES) + self.counts.get(NOT_QUEUED, 0)
-
-    @property
-    def finished(self) -> bool:
-        return self.done == self.total and not self.counts.get(REGENERATING)
-
-    @property
-    def percent(self) -> int:
-        return round(100 * self.done / self.total) if self.total else 100
 
 
 def progress(campaign: Campaign) -> Progress:
@@ -68,7 +56,9 @@ def progress(campaign: Campaign) -> Progress:
         for r in rows
         if regeneration_pending(r, variants.get(r.job_id), now) or needs_rewrite(r, variants.get(r.job_id))
     )
-    return Progress(counts)
+    return Progress(
+        counts, final=frozenset([*FINAL_STATUSES, NOT_QUEUED]), pending=frozenset([REGENERATING]), labels=STATUS_LABELS
+    )
 
 
 @dataclass(frozen=True)

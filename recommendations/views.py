@@ -21,9 +21,8 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
 from core.errors import DomainError
-from core.web import action_done, action_failed, form_status, post_data
+from core.web import action_done, action_failed, add_service_error, form_status, post_data
 from generation import services as generation
-from generation.forms import add_service_error
 from organizations.models import Role
 from organizations.tenancy import (
     current_organization,

@@ -23,6 +23,7 @@ from tests.support.factories import ApiKeyFactory, InvitationFactory, Membership
 from tests.support.generation_factories import (
     BulkBatchFactory,
     GenerationJobFactory,
+    ServingModelFactory,
     TemplateVersionFactory,
     VariantFactory,
     WebhookDeliveryFactory,
@@ -142,9 +143,14 @@ ACME_OBJECT_FACTORIES: dict[str, Callable[[Cast], models.Model]] = {
     "project-content": lambda cast: cast.project,
     "template": lambda cast: TemplateVersionFactory(template__organization=cast.org).template,
     "job": lambda cast: GenerationJobFactory(project=cast.project, status=JobStatus.QUEUED),
+    # A finished job's stream is answered at once; an unfinished one's would follow it for minutes.
+    "job-events": lambda cast: VariantFactory(job__project=cast.project, index=0).job,
     "variant": lambda cast: VariantFactory(job__project=cast.project, index=0),
     "webhook": lambda cast: WebhookDeliveryFactory(webhook__organization=cast.org, job__project=cast.project).webhook,
     "bulk-batch": lambda cast: BulkBatchFactory(project=cast.project),
+    # A model private to Acme: the only kind of registry entry that is one organization's.
+    "model": lambda cast: ServingModelFactory(organization=cast.org),
+    "project-generation": lambda cast: cast.project,
     "catalog-item": lambda cast: CatalogItemFactory(project=cast.project),
     "customer": lambda cast: CustomerFactory(project=cast.project),
     "data-import": lambda cast: DataImportFactory(project=cast.project),
@@ -195,6 +201,8 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any] | Callable[[], dict[str, Any]
     },
     ("recommendation-job-list", "post"): lambda: {"project": str(_acme_project().pk), "k": 5},
     ("campaign-list", "post"): lambda: {"project": str(_acme_project().pk), "name": "Hijack"},
+    ("project-generation-generation-settings", "put"): {"default_model": None},
+    ("project-generation-generation-settings", "patch"): {"default_model": None},
     ("project-recommendations-recommendation-settings", "put"): {"exclude_purchased": False},
     ("project-recommendations-recommendation-settings", "patch"): {"exclude_purchased": False},
     ("subscription-list", "post"): {"plan": "pro"},
@@ -287,7 +295,7 @@ def openapi_path(route: Route) -> str:
 
 
 def _generation_identifiers(cast: Cast) -> set[str]:
-    from generation.models import BulkBatch, GenerationJob, Template, TemplateVersion, Variant, Webhook
+    from generation.models import BulkBatch, GenerationJob, ServingModel, Template, TemplateVersion, Variant, Webhook
 
     rows = [
         Template.objects.filter(organization=cast.org),
@@ -299,6 +307,7 @@ def _generation_identifiers(cast: Cast) -> set[str]:
     ]
     ids = {str(pk) for queryset in rows for pk in queryset.values_list("pk", flat=True)}
     ids |= set(Template.objects.filter(organization=cast.org).values_list("slug", flat=True))
+    ids |= set(ServingModel.objects.filter(organization=cast.org).values_list("slug", flat=True))
     return ids
 
 

@@ -17,6 +17,7 @@ from apikeys.models import ApiKey
 from apikeys.services import create_api_key
 from bench.harness import Worker as WorkerHandle
 from bench.harness import current_database_url
+from generation import registry
 from organizations.models import Organization, Role
 from projects.models import Project
 from tests.support.factories import MembershipFactory, OrganizationFactory, ProjectFactory, UserFactory
@@ -77,6 +78,9 @@ class Cast:
 
 @pytest.fixture
 def cast(db: None) -> Cast:
+    # Migration 0006 writes the default model; a transactional test's flush removes it and the first
+    # request would put it back (generation.registry.default_model): put it back before the test looks.
+    registry.default_model()
     org = OrganizationFactory(name="Acme", slug="acme")
     users = {}
     for role in (Role.OWNER, Role.ADMIN, Role.EDITOR, Role.VIEWER):

@@ -10,6 +10,9 @@ remaining rows stop paying for them.
 
 Sampling is done per row (temperature, top-p and a seeded generator per
 variant), so a variant's parameters do not depend on what it was batched with.
+A row with an output constraint (``request.constraint``) has its own grammar
+matcher (``workers.grammar``): its logits are masked to what the constraint
+still allows before each draw.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 from django.conf import settings
 
+from workers import grammar
 from workers.contract import FinishReason, GenerationRequest, GenerationResult
 from workers.runtime import STUB_MODEL, LoadedModel, get_model
 from workers.stub import StubEngine
@@ -38,8 +42,19 @@ MAX_BATCH_SEQUENCES = 64
 BATCH_WINDOW_S = 0.05
 
 
+class _Submitted(Future[GenerationResult]):
+    """A request's future that remembers when it was submitted: time to first token counts the queue."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at = time.perf_counter()
+
+
 class _Row:
-    __slots__ = ("future", "generator", "prompt_tokens", "request", "started", "tokens")
+    __slots__ = (
+        "constraint", "first_token", "future", "generator", "held", "prefix_offset", "prompt_tokens", "read_offset",
+        "request", "sent", "started", "submitted", "tokens",
+    )
 
     def __init__(self, request: GenerationRequest, future: Future[GenerationResult], generator: Any):
         self.request = request
@@ -48,6 +63,13 @@ class _Row:
         self.tokens: list[int] = []
         self.prompt_tokens = 0
         self.started = 0.0
+        self.submitted = getattr(future, "at", None)
+        self.first_token: float | None = None
+        # Streaming (``request.on_text``): tokens[prefix_offset:read_offset] is the context the next
+        # piece is decoded against, ``held`` trailing whitespace not sent yet, ``sent`` characters sent.
+        self.prefix_offset = self.read_offset = self.sent = 0
+        self.held = ""
+        self.constraint: grammar.RowConstraint | None = None
 
 
 #: Candidates kept before nucleus sampling (the same default as transformers' top_k=50):
@@ -75,11 +97,17 @@ def sample_next(logits: Any, temperatures: Any, top_ps: Any, generators: list[An
 def generate_batch(loaded: LoadedModel, requests: list[GenerationRequest]) -> list[GenerationResult]:
     """Run ``requests`` as one batch to completion; the plain function tests and benchmarks call."""
     batch = ActiveBatch(loaded)
-    futures: list[Future[GenerationResult]] = [Future() for _ in requests]
+    futures: list[Future[GenerationResult]] = [_Submitted() for _ in requests]
     batch.admit(list(zip(requests, futures, strict=True)))
     while batch:
         batch.step()
     return [f.result() for f in futures]
+
+
+def token_masks(loaded: LoadedModel) -> grammar.TokenMasks:
+    """The model's constraint compiler and masks (``workers.grammar``), built on first use."""
+    vocab_size = int(loaded.model.config.vocab_size)
+    return grammar.masks_for(loaded.tokenizer, vocab_size, sorted(loaded.eos_token_ids))
 
 
 class ActiveBatch:
@@ -127,6 +155,9 @@ class ActiveBatch:
             generator.manual_seed(int(request.seed) & 0x7FFF_FFFF_FFFF_FFFF)
             row = _Row(request, future, generator)
             row.prompt_tokens, row.started = int(prompt_tokens), started
+            row.submitted = row.submitted or started
+            if request.constraint is not None:
+                row.constraint = token_masks(self.loaded).row(request.constraint)
             rows.append(row)
         temps = torch.tensor([r.temperature for r, _ in items], device=device)
         top_ps = torch.tensor([r.top_p for r, _ in items], device=device)
@@ -165,11 +196,20 @@ class ActiveBatch:
         """Sample one token per row, retire finished rows, and run the next decode forward pass."""
         import torch  # heavy: loaded only by a worker that runs a real model
 
+        constraints = [r.constraint for r in self.rows]
+        if any(c is not None for c in constraints):
+            token_masks(self.loaded).apply(self.logits, constraints)
         tokens = sample_next(self.logits, self.temps, self.top_ps, [r.generator for r in self.rows]).tolist()
         eos = self.loaded.eos_token_ids
+        for constraint, token in zip(constraints, tokens, strict=True):
+            if constraint is not None and token not in eos:
+                constraint.advance(token)
         keep = []
+        tokenizer = self.loaded.tokenizer
         for j, row in enumerate(self.rows):
             reason = _append(row, tokens[j], eos)
+            if row.request.on_text is not None and reason is None:
+                _stream(tokenizer, row)
             if reason is None:
                 keep.append(j)
             else:
@@ -218,13 +258,54 @@ def _append(row: _Row, token: int, eos: set[int]) -> str | None:
     if token in eos:
         return FinishReason.EOS
     row.tokens.append(token)
+    if row.first_token is None:
+        row.first_token = time.perf_counter()
     if len(row.tokens) >= row.request.max_new_tokens:
         return FinishReason.LENGTH
     return row.request.should_stop()
 
 
+def _stream(tokenizer: Any, row: _Row) -> None:
+    """Send the text the row's newest token completes to ``on_text``.
+
+    Decoding a token alone is wrong for byte-level BPE (half of a multi-byte character) and for
+    SentencePiece (a word's leading space depends on what precedes it), and decoding the whole row
+    every step costs O(length). So, as vLLM's incremental detokenizer does, the new tokens are
+    decoded together with the few before them and only the new suffix is sent; a piece that ends in
+    an incomplete character waits for the next token. The final text is stripped (``_finish``), so
+    leading whitespace is never sent and trailing whitespace is held until more text follows: the
+    pieces always add up to a prefix of the final text. Two decodes of a few tokens: ~5 us a token
+    with SmolLM2's tokenizer on 2 cores, against ~100 ms a decode step of 16 rows (0.1%).
+    """
+    tokens = row.tokens
+    before = tokenizer.decode(tokens[row.prefix_offset : row.read_offset], skip_special_tokens=True)
+    after = tokenizer.decode(tokens[row.prefix_offset :], skip_special_tokens=True)
+    if len(after) <= len(before) or after.endswith("\ufffd"):
+        return
+    row.prefix_offset, row.read_offset = row.read_offset, len(tokens)
+    text = row.held + after[len(before) :]
+    if not row.sent:
+        text = text.lstrip()
+    piece = text.rstrip()
+    row.held = text[len(piece) :]
+    if piece:
+        _send(row, piece)
+
+
+def _send(row: _Row, piece: str) -> None:
+    assert row.request.on_text is not None
+    row.sent += len(piece)
+    try:
+        row.request.on_text(piece)
+    except Exception:  # a broken listener must not fail the batch: this row stops streaming
+        logger.exception("on_text of a generation request failed; streaming stops for it")
+        row.request.on_text = None
+
+
 def _finish(loaded: LoadedModel, row: _Row, reason: str) -> None:
     text = loaded.tokenizer.decode(row.tokens, skip_special_tokens=True).strip()
+    if row.request.on_text is not None and len(text) > row.sent:
+        _send(row, text[row.sent :])  # what was held back (a partial character, trailing text)
     row.future.set_result(
         GenerationResult(
             text=text,
@@ -232,6 +313,7 @@ def _finish(loaded: LoadedModel, row: _Row, reason: str) -> None:
             completion_tokens=len(row.tokens),
             finish_reason=reason,
             seconds=time.perf_counter() - row.started,
+            first_token_s=None if row.first_token is None else row.first_token - (row.submitted or row.started),
         )
     )
 
@@ -248,7 +330,11 @@ class BatchEngine:
         self._thread.start()
 
     def submit(self, request: GenerationRequest) -> Future[GenerationResult]:
-        future: Future[GenerationResult] = Future()
+        if request.constraint is not None:
+            # Compile in the caller's thread (seconds, once per constraint and process), not in the
+            # engine's, where it would stall every running row.
+            token_masks(self.loaded).compiled(request.constraint)
+        future = _Submitted()
         self._queue.put((request, future))
         return future
 

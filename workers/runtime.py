@@ -99,6 +99,23 @@ def _source(spec: ModelSpec) -> tuple[str, str | None]:
     return spec.model, spec.gguf_file
 
 
+def converted_model_dir(spec: ModelSpec) -> Path:
+    """A plain Hugging Face (safetensors) folder for ``spec``, for serving engines that cannot read GGUF (vLLM).
+
+    A GGUF model is converted once by ``load`` and cached under ``var/models/``; any other model is
+    already such a folder (or a hub id in the offline cache) and is returned as given.
+    """
+    source, gguf_file = _source(spec)
+    if not gguf_file:
+        return Path(source)
+    converted = _converted_dir(spec)
+    if not (converted / "config.json").exists():
+        load(spec)
+    if not (converted / "config.json").exists():
+        raise RuntimeError(f"could not write the converted model to {converted} (see the log)")
+    return converted
+
+
 def load(spec: ModelSpec) -> LoadedModel:
     import os
 

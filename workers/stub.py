@@ -7,8 +7,9 @@ every ``LOOM_STUB_TOKEN_S`` seconds (default 0.002), so what reached the model
 is visible in the stored output (prompt-injection tests look for a canary of the
 system prompt there). It honours ``max_new_tokens`` (finish reason ``length``)
 and ``should_stop`` (``canceled`` / ``deadline``), and ends with ``stop`` once
-the message is echoed. Tokens are counted as whitespace-separated words: the
-completion's words, and as prompt tokens the words of every message. Each
+the message is echoed; each word goes to ``on_text`` as it is "generated". Tokens
+are counted as whitespace-separated words: the completion's words, and as prompt
+tokens the words of every message. Each
 request runs in its own thread, so many concurrent jobs are served concurrently.
 
 Fault hooks, for tests only. They are active only when the worker process's
@@ -68,12 +69,18 @@ def generate(request: GenerationRequest, *, token_s: float, faults: bool = False
         return GenerationResult("", prompt_tokens, 0, reason, time.perf_counter() - started)
     words: list[str] = []
     reason = FinishReason.EOS
+    first_token_s = None
     for word in source.split():
         # Paced from the start, not per sleep, so many threads' oversleeping does not add up.
         delay = started + (len(words) + 1) * token_s - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
+        if request.on_text is not None:
+            # The pieces add up to the final text: words joined by single spaces.
+            request.on_text(f" {word}" if words else word)
         words.append(word)
+        if first_token_s is None:
+            first_token_s = time.perf_counter() - started
         if len(words) >= request.max_new_tokens:
             reason = FinishReason.LENGTH
             break
@@ -81,7 +88,9 @@ def generate(request: GenerationRequest, *, token_s: float, faults: bool = False
         if stop is not None:
             reason = stop
             break
-    return GenerationResult(" ".join(words), prompt_tokens, len(words), reason, time.perf_counter() - started)
+    return GenerationResult(
+        " ".join(words), prompt_tokens, len(words), reason, time.perf_counter() - started, first_token_s=first_token_s
+    )
 
 
 class StubEngine:

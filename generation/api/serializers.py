@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.errors import InvalidInput
-from core.text import storable_text
+from core.fields import JSON_OBJECT, JSONObjectField, NonEmptyFileField, StorableJSONField
 from generation import limits
 from generation.bulk import status_counts
 from generation.library import COPYWRITER
@@ -27,40 +27,9 @@ from generation.models import (
 from generation.services import VARIABLE_TYPES
 
 #: The generation parameters of a job or a bulk batch; omitted ones take the service's defaults.
-PARAMETER_NAMES = ("num_variants", "max_new_tokens", "temperature", "top_p", "seed")
+PARAMETER_NAMES = ("num_variants", "max_new_tokens", "temperature", "top_p", "seed", "model")
 
 
-def _storable(data: Any) -> bool:
-    """Every string in a JSON value (keys too) can be stored by Postgres; iterative, no recursion."""
-    stack = [data]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, str):
-            if not storable_text(value):
-                return False
-        elif isinstance(value, dict):
-            stack.extend(value.keys())
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-    return True
-
-
-class StorableJSONField(serializers.JSONField):
-    """JSON stored as is (template variables, constraints): no NUL or unpaired surrogate anywhere in it."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        value = super().to_internal_value(data)
-        if not _storable(value):
-            raise serializers.ValidationError("contains a NUL or an unpaired surrogate character")
-        return value
-
-
-# The schema says what shape these JSON values have (the services check their content and answer with
-# their own error codes); a bare JSONField would be documented as "any value, null included", which
-# client generators cannot type. A key is typed only where the service refuses another type: a schema
-# stricter than the service would be a promise the API does not keep (tests/platform/test_api_schemathesis.py).
-JSON_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
 
 TEMPLATE_VARIABLE: dict[str, Any] = {
     "type": "object",
@@ -106,11 +75,6 @@ class ConstraintsField(StorableJSONField):
     pass
 
 
-@extend_schema_field(JSON_OBJECT)
-class JSONObjectField(serializers.JSONField):
-    pass
-
-
 class GenerationParameters(serializers.Serializer[Any]):
     """The generation parameters of a job or a bulk batch, with their ranges (documented and checked).
 
@@ -132,6 +96,10 @@ class GenerationParameters(serializers.Serializer[Any]):
     top_p = serializers.FloatField(required=False, min_value=limits.MIN_TOP_P, max_value=limits.MAX_TOP_P)
     seed = serializers.IntegerField(
         required=False, allow_null=True, min_value=0, max_value=limits.MAX_SEED, help_text="Default (null): random."
+    )
+    model = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, max_length=limits.MAX_SLUG_LENGTH,
+        help_text="A model's slug (GET /api/v1/models/). Default: the template's, the project's or the global default.",
     )
 
     def to_internal_value(self, data: Any) -> Any:
@@ -375,6 +343,10 @@ class JobSerializer(serializers.ModelSerializer[GenerationJob]):
     template_id = serializers.UUIDField(source="template_version.template_id", read_only=True)
     template_version = serializers.IntegerField(source="template_version.version", read_only=True)
     batch = serializers.UUIDField(source="batch_id", read_only=True, allow_null=True)
+    model = serializers.SlugRelatedField(
+        source="serving_model", slug_field="slug", read_only=True, allow_null=True,
+        help_text="The slug of the model the job runs on (null: submitted before the model registry).",
+    )
     variants = serializers.SerializerMethodField()
 
     class Meta:
@@ -397,14 +369,21 @@ class JobSerializer(serializers.ModelSerializer[GenerationJob]):
             "batch_line",
             "prompt_tokens",
             "completion_tokens",
+            "model",
             "model_name",
             "created_at",
             "started_at",
             "finished_at",
             "cancel_requested_at",
+            "first_token_ms",
             "variants",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "first_token_ms": {
+                "help_text": "Milliseconds from submission to the first generated token (null: none yet)."
+            }
+        }
 
     @extend_schema_field(VariantSerializer(many=True))
     def get_variants(self, job: GenerationJob) -> list[dict[str, Any]]:
@@ -492,11 +471,6 @@ class WebhookDeliverySerializer(serializers.ModelSerializer[WebhookDelivery]):
 # --- bulk --------------------------------------------------------------------------------------
 
 
-@extend_schema_field({"type": "string", "format": "binary", "minLength": 1})
-class NonEmptyFileField(serializers.FileField):
-    """A file with content: an empty upload is refused (400), and the schema says so."""
-
-
 class BulkCreateSerializer(GenerationParameters):
     file = NonEmptyFileField(help_text="CSV, UTF-8, comma-separated; a header row names the variables.")
     project = serializers.UUIDField()
@@ -508,6 +482,10 @@ class BulkCreateSerializer(GenerationParameters):
     )
     seed = serializers.IntegerField(
         required=False, min_value=0, max_value=limits.MAX_SEED, help_text="Default: random."
+    )
+    model = serializers.CharField(
+        required=False, allow_blank=True, max_length=limits.MAX_SLUG_LENGTH,
+        help_text="A model's slug (GET /api/v1/models/). Default: the template's, the project's or the global default.",
     )
 
 

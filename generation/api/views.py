@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Prefetch, Q, QuerySet
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -28,7 +28,7 @@ from core.api import download, download_negotiation, no_content, validated
 from core.errors import Forbidden
 from core.ids import parse_uuid
 from core.schema import CSV_FILE
-from generation import bulk, exports, limits, services, webhooks
+from generation import bulk, exports, limits, services, streaming, webhooks
 from generation.api.serializers import (
     BrandVoiceSerializer,
     BulkBatchSerializer,
@@ -200,7 +200,9 @@ _CURRENT_VARIANTS = Prefetch(
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScopedCreate, TenantViewSet):
     """Generation jobs. ``POST`` validates and queues one; its variants appear as it runs."""
 
-    queryset = GenerationJob.objects.select_related("template_version__template").prefetch_related(_CURRENT_VARIANTS)
+    queryset = GenerationJob.objects.select_related("template_version__template", "serving_model").prefetch_related(
+        _CURRENT_VARIANTS
+    )
     serializer_class = JobSerializer
     project_field = "project"
 
@@ -266,6 +268,67 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
         """Cancel a queued job at once, or ask a running one to stop (it ends as canceled)."""
         job = services.cancel_job(job=self.get_object(), actor=self.actor)
         return Response(JobSerializer(self.get_queryset().get(pk=job.pk)).data)
+
+
+STREAM_DESCRIPTION = """Server-Sent Events: the job's text as it is written, then its final state.
+
+Events (`data` is JSON; `id` is the position in the stream):
+
+* `start` `{"attempt": 1, "variants": 2}`: the job's text begins (or begins again: drop what you have).
+* `delta` `{"variant": 0, "text": "Soft linen"}`: text that variant wrote next. After the last `start`,
+  a variant's deltas add up to its stored text.
+* `end` `{"status": "succeeded", "failure_reason": ""}`: the job is final and its variants are stored
+  (`GET /api/v1/variants/?job={id}`); the stream closes.
+
+Lines starting with `:` are keepalives. A connection closes after a few minutes; reconnect with the
+header `Last-Event-ID` (browsers' EventSource does so by itself) to get exactly what you missed. A job
+already final is answered at once, from the stream or, once it has expired, from the stored variants
+(ids `stored-1`, `stored-2`, ...)."""
+
+
+#: One event of the stream (the schema of each event, as OpenAPI 3.2's ``itemSchema`` reads it).
+STREAM_EVENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "Send back as `Last-Event-ID` to resume after this event."},
+        "event": {"type": "string", "enum": ["start", "delta", "end"]},
+        "data": {"type": "string", "description": "The event's JSON (see above)."},
+        "retry": {"type": "integer", "description": "Milliseconds to wait before reconnecting."},
+    },
+}
+
+
+class JobStreamViewSet(TenantViewSet):
+    """A job's events as they happen (``GET /jobs/{id}/stream``): its own viewset, so the API sweeps
+    point it at a finished job (tests/api_routes.py) and an unfinished one never holds them."""
+
+    queryset = GenerationJob.objects.all()
+    serializer_class = JobSerializer  # what OPTIONS describes
+    project_field = "project"
+
+    @extend_schema(
+        operation_id="jobs_stream",
+        description=STREAM_DESCRIPTION,
+        parameters=[
+            OpenApiParameter(
+                "Last-Event-ID",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="Resume after this event (the `id` of the last event received); an id this "
+                "stream never sent replays it from its `start`.",
+            )
+        ],
+        responses={
+            (200, streaming.CONTENT_TYPE): OpenApiResponse(STREAM_EVENT, description="The event stream."),
+            (503, "application/json"): OpenApiResponse(description="This server follows as many streams as it can."),
+        },
+    )
+    @action(
+        detail=True, methods=["get"], url_path="stream", url_name="stream",
+        content_negotiation_class=download_negotiation(streaming.CONTENT_TYPE),
+    )
+    def stream(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        return streaming.response_for(self.get_object(), request.headers.get("Last-Event-ID"))
 
 
 class VariantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):

@@ -9,8 +9,10 @@ from apikeys.api.views import ApiKeyViewSet
 from billing.api.invoices import InvoiceViewSet
 from billing.api.usage import SubscriptionViewSet, UsageViewSet
 from config.api_views import MeView
+from generation.api.serving import ProjectGenerationSettingsViewSet, ServingModelViewSet
 from generation.api.views import (
     BulkBatchViewSet,
+    JobStreamViewSet,
     JobViewSet,
     ProjectContentViewSet,
     TemplateViewSet,
@@ -54,9 +56,14 @@ router.register("api-keys", ApiKeyViewSet, basename="api-key")
 router.register("projects", ProjectContentViewSet, basename="project-content")
 router.register("templates", TemplateViewSet, basename="template")
 router.register("jobs", JobViewSet, basename="job")
+# A job's event stream: /jobs/{id}/stream (Server-Sent Events).
+router.register("jobs", JobStreamViewSet, basename="job-events")
 router.register("variants", VariantViewSet, basename="variant")
 router.register("webhooks", WebhookViewSet, basename="webhook")
 router.register("bulk", BulkBatchViewSet, basename="bulk-batch")
+# The model registry (read-only; operators manage it in the admin) and /projects/{id}/generation-settings/.
+router.register("models", ServingModelViewSet, basename="model")
+router.register("projects", ProjectGenerationSettingsViewSet, basename="project-generation")
 # Recommendations: catalog, customers, events, imports, jobs, campaigns; /projects/{id}/recommendation-settings/
 router.register("catalog-items", CatalogItemViewSet, basename="catalog-item")
 router.register("customers", CustomerViewSet, basename="customer")

@@ -10,7 +10,14 @@ import srcroot  # noqa: F401  (platform/ on sys.path so config.wsgi imports)
 # Not PORT: honcho assigns PORT=5000 to every process it starts.
 bind = os.environ.get("WEB_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 8)))
-threads = int(os.environ.get("WEB_THREADS", "2"))
+# gthread workers (threads > 1). A job's event stream (GET /api/v1/jobs/{id}/stream, Server-Sent
+# Events) holds a thread while it is open, blocked in a Redis XREAD (no GIL, no database connection).
+# So each process has WEB_STREAMS threads on top of WEB_THREADS, and serves at most WEB_STREAMS
+# streams (generation.streaming answers one more with a 503): a few hundred open streams (8 processes
+# x 64) never take the threads ordinary requests need. The pool starts threads only as needed, so
+# idle stream threads cost nothing. An async (ASGI) route would hold no thread per stream; it is the
+# way past thousands of streams per process, not needed at this scale.
+threads = int(os.environ.get("WEB_THREADS", "2")) + int(os.environ.get("WEB_STREAMS", "64"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
 accesslog = "-"
 # %(U)s is the path without the query string: a credential someone put in a URL never reaches the log.

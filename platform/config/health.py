@@ -10,6 +10,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from generation import registry
+from generation.models import ServingModel
 from workers.heartbeat import READY, heartbeats, queue_status
 
 
@@ -37,6 +39,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
     A worker is live from its first heartbeat but ready for the generation queue only once its
     model is loaded; until then a job sent would just wait, so the deployment is not ready.
     ``queues`` reports each expected queue (and any other a live worker consumes).
+
+    ``models`` reports whether each active model's server answers (cached a few seconds, see
+    ``generation.registry.reachability``). It does not decide readiness: a model server that is down
+    is not cured by taking this web server out of the load balancer, and jobs on other models still run.
     """
     checks: dict[str, str] = {}
     db_error = _check_database()
@@ -55,10 +61,23 @@ def readyz(request: HttpRequest) -> JsonResponse:
     else:
         checks["workers"] = _workers_check(workers, {queue: queues[queue] for queue in expected})
     ready = db_error is None and checks["redis"] == "ok" and all(queues[q]["state"] == READY for q in expected)
-    return JsonResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks, "workers": sorted(workers), "queues": queues},
-        status=200 if ready else 503,
-    )
+    body = {"status": "ready" if ready else "not ready", "checks": checks, "workers": sorted(workers), "queues": queues}
+    body["models"] = _models() if db_error is None else {}
+    return JsonResponse(body, status=200 if ready else 503)
+
+
+def _models() -> dict[str, dict[str, Any]]:
+    """Each active model's reachability, by slug."""
+    models = list(ServingModel.objects.filter(is_active=True).order_by("slug"))
+    found = registry.reachability(models)
+    return {
+        model.slug: {
+            "backend": model.backend_kind,
+            "reachable": found[model.slug].reachable,
+            "detail": found[model.slug].detail,
+        }
+        for model in models
+    }
 
 
 def _workers_check(workers: list[str], expected: dict[str, dict[str, Any]]) -> str:

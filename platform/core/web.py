@@ -44,6 +44,36 @@ def add_domain_error(form: forms.BaseForm, exc: DomainError, fields: dict[str, s
     form.error_status = exc.status_code  # type: ignore[attr-defined]
 
 
+def add_service_error(
+    form: forms.BaseForm,
+    exc: DomainError,
+    field_for: dict[str, str] | None = None,
+    *,
+    messages: dict[str, str] | None = None,
+    rename: Callable[[str], str] | None = None,
+) -> None:
+    """Put a service error's per-field messages on the matching form fields, else on the whole form.
+
+    ``field_for`` maps the service's field names to the form's, ``rename`` does it by rule (a
+    prefix); ``messages`` replaces the service's wording for a code, where the page has a better one.
+    """
+    form.error_status = exc.status_code  # type: ignore[attr-defined]
+    if messages and exc.code in messages:
+        form.add_error(None, messages[exc.code])
+        return
+    placed = False
+    for key, errors in exc.fields.items():
+        name = (field_for or {}).get(key, key)
+        if rename:
+            name = rename(name)
+        if name in form.fields:
+            for error in errors:
+                form.add_error(name, error[:1].upper() + error[1:])
+            placed = True
+    if not placed:
+        form.add_error(None, exc.detail)
+
+
 def is_htmx(request: HttpRequest) -> bool:
     return bool(getattr(request, "htmx", False))
 

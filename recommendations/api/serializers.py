@@ -7,9 +7,9 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.fields import JSON_OBJECT, JSONObjectField, NonEmptyFileField, StorableJSONField
 from core.schema import NOT_BLANK
 from generation import limits as generation_limits
-from generation.api.serializers import JSON_OBJECT, JSONObjectField, NonEmptyFileField, StorableJSONField
 from recommendations import limits, results
 from recommendations.importing import FIELDS, INGEST_MAX_ROWS
 from recommendations.models import (
@@ -171,6 +171,66 @@ RECOMMENDED_ITEM: dict[str, Any] = {
     },
     "required": ["sku", "title", "score", "reason"],
 }
+
+
+_RANKING = {
+    "type": "object",
+    "properties": {name: {"type": "number"} for name in ("precision", "recall", "ndcg", "coverage")},
+    "additionalProperties": True,
+}
+_CANDIDATE = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "params": {"type": "object", "additionalProperties": True},
+        "ndcg": {"type": "number", "description": "Mean over the validation windows."},
+        "recall": {"type": "number"},
+        "coverage": {"type": "number", "description": "Share of the catalog in the validation customers' top K."},
+        "ndcg_by_window": {"type": "array", "items": {"type": "number"}},
+    },
+    "additionalProperties": True,
+}
+#: A job's evaluation, as ``recommendations.engine.choose_and_evaluate`` stores it.
+JOB_METRICS: dict[str, Any] = {
+    "type": "object",
+    "description": "The held-out window's figures for the chosen model (model), the popularity baseline, "
+    "plain ALS (als) and tuned ALS (als_tuned); the cold start on its own; and how the model was chosen "
+    "(selection: every candidate's validation NDCG/recall/coverage on earlier windows, the chosen one and why). "
+    "Only skipped (and selection) when there was too little history for an evaluation.",
+    "properties": {
+        "model": _RANKING,
+        "popularity": _RANKING,
+        "als": _RANKING,
+        "als_tuned": _RANKING,
+        "als_tuned_params": {"type": "object", "additionalProperties": True},
+        "test_users": {"type": "integer"},
+        "train_events": {"type": "integer"},
+        "k": {"type": "integer"},
+        "holdout_start": {"type": "string"},
+        "skipped": {"type": "string"},
+        "cold_start": {"type": "object", "additionalProperties": True},
+        "selection": {
+            "type": "object",
+            "properties": {
+                "chosen": {"type": "string"},
+                "chosen_params": {"type": "object", "additionalProperties": True},
+                "why": {"type": "string"},
+                "candidates": {"type": "array", "items": _CANDIDATE},
+                "windows": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+                "skipped": {"type": "array", "items": {"type": "string"}, "description": "Not tried: time budget."},
+                "budget_s": {"type": "number"},
+                "elapsed_s": {"type": "number"},
+            },
+            "additionalProperties": True,
+        },
+    },
+    "additionalProperties": True,
+}
+
+
+@extend_schema_field(JOB_METRICS)
+class JobMetricsField(serializers.JSONField):
+    pass
 
 
 @extend_schema_field(ATTRIBUTES)
@@ -399,10 +459,9 @@ class RecommendationJobSerializer(serializers.ModelSerializer[RecommendationJob]
         read_only=True, allow_null=True, help_text="The model's NDCG@K over the popularity baseline's."
     )
     compute_seconds = serializers.DecimalField(max_digits=12, decimal_places=3, read_only=True)
-    metrics = JSONObjectField(
-        read_only=True,
-        help_text='{"model": {...}, "popularity": {...}, ...} from the time-split evaluation.',
-    )
+    metrics = JobMetricsField(read_only=True)
+    chosen_model = serializers.SerializerMethodField(help_text="The candidate the job chose on earlier windows.")
+    ndcg_vs_als = serializers.SerializerMethodField(help_text="The model's NDCG@K over tuned ALS's (held out).")
     stats = JSONObjectField(read_only=True, help_text="Events, customers and items trained on; timings.")
 
     class Meta:
@@ -423,9 +482,20 @@ class RecommendationJobSerializer(serializers.ModelSerializer[RecommendationJob]
             "compute_seconds",
             "metrics",
             "ndcg_ratio",
+            "chosen_model",
+            "ndcg_vs_als",
             "stats",
         ]
         read_only_fields = fields
+
+    def get_chosen_model(self, job: RecommendationJob) -> str | None:
+        return ((job.metrics or {}).get("selection") or {}).get("chosen")
+
+    def get_ndcg_vs_als(self, job: RecommendationJob) -> float | None:
+        metrics = job.metrics or {}
+        model = (metrics.get("model") or {}).get("ndcg")
+        als = (metrics.get("als_tuned") or {}).get("ndcg")
+        return float(model) / float(als) if model is not None and als else None
 
 
 class RecommendationJobCreateSerializer(serializers.Serializer[Any]):

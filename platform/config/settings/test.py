@@ -26,5 +26,8 @@ GENERATION_LEASE_S = env.int("GENERATION_LEASE_S", default=6)  # a killed worker
 # Organizations in tests run on Enterprise unless a test subscribes them to another plan, so
 # tests about generation are not about the Free plan's two variants; billing tests set plans.
 BILLING_DEFAULT_PLAN = "enterprise"
+# The API sweeps open the event stream of jobs no worker runs: each connection ends after a second
+# (tests that follow a job to its end set more).
+GENERATION_STREAM_MAX_S = env.float("GENERATION_STREAM_MAX_S", default=1.0)
 # Never Stripe from a developer's environment: Stripe tests set keys and a local stand-in server.
 STRIPE_SECRET_KEY = STRIPE_WEBHOOK_SECRET = STRIPE_API_BASE = ""
