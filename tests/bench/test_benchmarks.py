@@ -77,3 +77,12 @@ def test_serving_benchmark_compares_the_engines_alone_and_through_the_platform(e
     assert all(float(row[5]) > 0 and row[-1] == "0" for row in rows), out  # tokens/s, no failed request
     assert "ttft_p50_ms_16" not in out  # no 16-concurrent level was run
     assert 0 <= float(out.strip().splitlines()[-1].removeprefix("constraint_pass_rate: ")) <= 1, out
+
+
+def test_constraints_benchmark_measures_the_pass_rate_with_and_without_enforcement(empty_database):
+    out = _run_benchmark("bench.constraints", ["--variants", "1", "--slugs", "google-ads", "--batch", "2"],
+                         empty_database, 540)
+
+    values = dict(line.split(": ", 1) for line in out.splitlines() if line.startswith("constraint_"))
+    assert set(values) >= {"constraint_pass_rate_free", "constraint_pass_rate", "constraint_throughput_cost"}, out
+    assert all(0 <= float(v) <= 1 for k, v in values.items() if k != "constraint_masking_ms_per_step_row"), out
