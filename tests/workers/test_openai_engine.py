@@ -288,10 +288,12 @@ def test_a_worker_without_torch_runs_an_openai_job_and_brand_fit_is_scored_where
     assert done.returncode == 0, done.stderr[-3000:]
     job = GenerationJob.objects.get(pk=job.pk)
     assert job.status == JobStatus.SUCCEEDED, job.failure_reason
+    # Succeeded: scoring in that process would have imported torch and failed the job with the reason.
     variants = Variant.objects.filter(job=job)
-    assert variants.count() == 2 and all(v.brand_fit is None for v in variants)
+    assert variants.count() == 2
 
-    # what the default queue's generation.score_variants runs, in a process that has the embedding model
-    assert score_variants(job.pk) == 2
+    # What the default queue's generation.score_variants runs, in a process that has the embedding model;
+    # a default-queue worker of the session may have taken the task already (then nothing is left).
+    assert score_variants(job.pk) in (0, 2)
     assert all(0 <= v.brand_fit <= 1 for v in variants.all())
     assert score_variants(job.pk) == 0
