@@ -406,34 +406,21 @@ def choose_and_evaluate(
     the metrics say why there is no evaluation. ``base_params`` override the defaults everywhere (the
     benchmark's ``--param``)."""
     base = dict(base_params or {})
+
+    def choose(data: Interactions) -> Selection:
+        return select(
+            data, window_days=holdout_days, k=k, new_items_only=new_items_only, item_embeddings=item_embeddings,
+            seed=seed, budget_s=budget_s, folds=folds, base_params=base,
+        )
+
     try:
         before, after, cutoff = split_by_time(interactions, holdout_days)
         if len(before) == 0:
             raise ValueError(f"no interactions before the last {holdout_days:g} days")
     except ValueError as exc:
-        selection = select(
-            interactions,
-            window_days=holdout_days,
-            k=k,
-            new_items_only=new_items_only,
-            item_embeddings=item_embeddings,
-            seed=seed,
-            budget_s=budget_s,
-            folds=folds,
-            base_params=base,
-        )
+        selection = choose(interactions)
         return selection.params, {"skipped": f"No evaluation: {exc}.", "selection": selection.report}
-    selection = select(
-        before,
-        window_days=holdout_days,
-        k=k,
-        new_items_only=new_items_only,
-        item_embeddings=item_embeddings,
-        seed=seed,
-        budget_s=budget_s,
-        folds=folds,
-        base_params=base,
-    )
+    selection = choose(before)
     clock = time.monotonic()
     model = train(before, item_embeddings=item_embeddings, seed=seed, **{**base, **selection.params})
     top = model.top_codes(np.arange(model.n_users), k, exclude_seen=new_items_only)
