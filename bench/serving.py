@@ -356,7 +356,10 @@ def main(argv: list[str] | None = None) -> None:
                 alone = lambda n, b=backend, u=base_url, m=model: engine_openai(b, u, m, n, args.tokens)  # noqa: E731
             else:
                 continue
-            platform.run(backend, slug, 1, 4)  # warm: the worker loads or connects here, not in a timed run
+            # Warm both sides alike: the worker loads or connects, and the engine alone runs its first
+            # forward passes (allocations, a prefix cache entry), outside any timed run.
+            platform.run(backend, slug, 1, 4)
+            alone(1)
             for n in levels:
                 runs.append(alone(n))
                 print(runs[-1].row(), flush=True)

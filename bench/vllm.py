@@ -18,6 +18,8 @@ shape the command line:
   API server (``VLLM_CPU_NUM_OF_RESERVED_CPU``). On 2 cores that default is the faster one: both
   cores for the worker (``VLLM_CPU_NUM_OF_RESERVED_CPU=0``) measured 3x slower under load, the
   OpenMP threads spin-waiting against the API server and tokenizer;
+* ``--no-enable-chunked-prefill``: vLLM 0.32's CPU runner crashes on seeded requests whose prompt
+  is split across steps (see ``command``);
 * ``VLLM_CPU_KVCACHE_SPACE`` (GiB) sizes the KV cache, see ``KV_CACHE_GIB``.
 """
 
@@ -46,6 +48,8 @@ SERVED_MODEL_NAME = "smollm2"
 #: GiB of KV cache: 1 GiB holds 23,296 tokens of SmolLM2-135M in fp32 (vLLM's start-up log), room for
 #: 64 concurrent requests of ~100 prompt + 256 generated tokens.
 KV_CACHE_GIB = 1
+#: Tokens one engine step may prefill: whole prompts up to SmolLM2's context (chunked prefill is off).
+MAX_BATCHED_TOKENS = 8192
 #: Start-up measured at 35-45 s on 2 cores shared with other work (model load ~3 s, the rest imports
 #: and the engine process); a cold page cache doubles it.
 START_TIMEOUT_S = 300
@@ -99,6 +103,12 @@ class VllmServer:
             "--model", str(self.model_dir), "--served-model-name", self.served_model_name,
             "--host", "127.0.0.1", "--port", str(self.port),
             "--dtype", "float32", "--enforce-eager",
+            # No chunked prefill: a prompt split across steps has its sampled token discarded and its
+            # generator rewound by offset, which CPU generators do not have: with per-request seeds (ours
+            # are always set) the engine dies with "CPU Generator does not use offset" as soon as a burst
+            # of prompts overflows one step's token budget (64 concurrent here). Whole prompts need a
+            # budget of at least the context length (SmolLM2: 8,192).
+            "--no-enable-chunked-prefill", "--max-num-batched-tokens", str(MAX_BATCHED_TOKENS),
             # "Request <id> aborted." in the log: how a closed stream shows on the server side.
             "--enable-log-requests",
             *self.extra_args,

@@ -48,6 +48,7 @@ class PlanAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "overage_allowed",
         "max_concurrent_jobs",
         "max_variants_per_job",
+        "max_running_experiments",
         "is_active",
     ]
     list_filter = ["is_active", "overage_allowed"]

@@ -15,8 +15,15 @@ from typing import TYPE_CHECKING
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
-from billing.errors import ConcurrencyLimitExceeded, QuotaExceeded, SubscriptionSuspended, VariantLimitExceeded
+from billing.errors import (
+    ConcurrencyLimitExceeded,
+    ExperimentLimitExceeded,
+    QuotaExceeded,
+    SubscriptionSuspended,
+    VariantLimitExceeded,
+)
 from billing.models import BillingAccount, Plan, Subscription, SubscriptionStatus
 from billing.plans import current_period, current_plan, subscription_of
 
@@ -78,7 +85,9 @@ def check_allowance(*, organization: Organization, tokens: int, what: str) -> No
 def refuse_if_suspended(subscription: Subscription | None) -> None:
     """Refuse new work of a suspended organization (402)."""
     if subscription is not None and subscription.status == SubscriptionStatus.SUSPENDED:
-        raise SubscriptionSuspended("This organization's subscription is suspended; settle the billing to continue.")
+        raise SubscriptionSuspended(
+            gettext("This organization's subscription is suspended; settle the billing to continue.")
+        )
 
 
 def refuse_beyond_allowance(
@@ -90,9 +99,14 @@ def refuse_beyond_allowance(
         return
     _, period_end = current_period(organization, subscription=account.read_subscription)
     raise QuotaExceeded(
-        f"The {plan.name} plan's {plan.included_tokens:,} tokens for this period are used up: {what} needs "
-        f"up to {needed:,} tokens and {max(left, 0):,} are left. The allowance resets on "
-        f"{period_end.astimezone(UTC):%Y-%m-%d %H:%M} UTC; upgrade the plan to continue now."
+        gettext(
+            "The %(plan)s plan's %(included)s tokens for this period are used up: %(what)s needs "
+            "up to %(needed)s tokens and %(left)s are left. The allowance resets on "
+            "%(resets)s UTC; upgrade the plan to continue now."
+        ) % {
+            "plan": plan.name, "included": f"{plan.included_tokens:,}", "what": what, "needed": f"{needed:,}",
+            "left": f"{max(left, 0):,}", "resets": f"{period_end.astimezone(UTC):%Y-%m-%d %H:%M}",
+        }
     )
 
 
@@ -100,9 +114,12 @@ def refuse_beyond_variants(plan: Plan, variants: int) -> None:
     """Refuse a job asking for more variants than the plan allows per job (400)."""
     if variants > plan.max_variants_per_job:
         raise VariantLimitExceeded(
-            f"The {plan.name} plan allows up to {plan.max_variants_per_job} variants per job; "
-            f"this job asks for {variants}.",
-            fields={"num_variants": [f"At most {plan.max_variants_per_job} on the {plan.name} plan."]},
+            gettext("The %(plan)s plan allows up to %(limit)s variants per job; this job asks for %(variants)s.")
+            % {"plan": plan.name, "limit": plan.max_variants_per_job, "variants": variants},
+            fields={"num_variants": [
+                gettext("At most %(limit)s on the %(plan)s plan.")
+                % {"limit": plan.max_variants_per_job, "plan": plan.name}
+            ]},
         )
 
 
@@ -110,8 +127,26 @@ def refuse_beyond_concurrency(before: BillingAccount, plan: Plan) -> None:
     """Refuse a job that needs a slot when the plan's concurrent jobs were all running (429)."""
     if before.active_jobs >= plan.max_concurrent_jobs:
         raise ConcurrencyLimitExceeded(
-            f"The {plan.name} plan runs up to {plan.max_concurrent_jobs} jobs at a time and "
-            f"{before.active_jobs} are running; retry when one finishes."
+            gettext(
+                "The %(plan)s plan runs up to %(limit)s jobs at a time and %(running)s are running; "
+                "retry when one finishes."
+            ) % {"plan": plan.name, "limit": plan.max_concurrent_jobs, "running": before.active_jobs}
+        )
+
+
+def refuse_beyond_running_experiments(plan: Plan, running: int) -> None:
+    """Refuse starting one more experiment when the plan's running experiments are all running (402).
+
+    ``running`` is counted by the caller (billing knows plans, not experiments), under
+    ``lock_account`` so two starts at once cannot both take the last place.
+    """
+    limit = plan.max_running_experiments
+    if limit is not None and running >= limit:
+        raise ExperimentLimitExceeded(
+            gettext(
+                "The %(plan)s plan runs up to %(limit)s experiments at a time and %(running)s are running; "
+                "stop or conclude one, or upgrade the plan."
+            ) % {"plan": plan.name, "limit": limit, "running": running}
         )
 
 

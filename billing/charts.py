@@ -10,6 +10,9 @@ import math
 from dataclasses import dataclass
 from datetime import date
 
+from django.utils import dateformat
+from django.utils.translation import gettext, pgettext
+
 from billing.usage import Series
 
 #: One colour per series; the last (grey) is for "Other". Chosen to read in light and dark mode.
@@ -101,12 +104,14 @@ def stacked_bars(days: list[date], series: list[Series]) -> StackedBars:
                 continue
             h = tokens * scale
             y -= h
-            title = f"{one.label}, {day.day} {day:%b}: {tokens:,} tokens"
+            title = gettext("%(series)s, %(day)s: %(tokens)s tokens") % {
+                "series": one.label, "day": _day(day), "tokens": f"{tokens:,}",
+            }
             rects.append(Rect(round(x, 2), round(y, 2), BAR_WIDTH, round(h, 2), _color(index, series), title))
     gridlines = [Label(LEFT - 6, round(baseline - f * PLOT_HEIGHT, 2), compact(int(top * f))) for f in (0, 0.5, 1)]
     step = max(1, math.ceil(len(days) / 8))  # at most about eight date labels
     day_labels = [
-        Label(LEFT + BAR_GAP + n * (BAR_WIDTH + BAR_GAP) + BAR_WIDTH / 2, height - 6, f"{day.day} {day:%b}")
+        Label(LEFT + BAR_GAP + n * (BAR_WIDTH + BAR_GAP) + BAR_WIDTH / 2, height - 6, _day(day))
         for n, day in enumerate(days)
         if n % step == 0
     ]
@@ -114,7 +119,12 @@ def stacked_bars(days: list[date], series: list[Series]) -> StackedBars:
     return StackedBars(width, height, rects, gridlines, day_labels, legend, LEFT, width)
 
 
+def _day(day: date) -> str:
+    """"3 Nov" in English; the format is the catalogue's, so each language writes its own short date."""
+    return dateformat.format(day, pgettext("short day on a chart", "j M"))
+
+
 def _color(index: int, series: list[Series]) -> str:
-    if series[index].label.startswith("Other (") and index == len(series) - 1:
+    if series[index].other and index == len(series) - 1:
         return PALETTE[-1]
     return PALETTE[index % (len(PALETTE) - 1)]

@@ -31,3 +31,10 @@ class ConcurrencyLimitExceeded(DomainError):
 class VariantLimitExceeded(InvalidInput):
     status_code = 400
     code = "variant_limit"
+
+
+class ExperimentLimitExceeded(DomainError):
+    """The plan's running experiments are all running: stop or conclude one, or upgrade (402)."""
+
+    status_code = 402
+    code = "experiment_limit"

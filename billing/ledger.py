@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
+from django.utils.translation import gettext
 
 from audit.services import record
 from billing.admission import (
@@ -111,7 +112,7 @@ def reserve(
     # takes the hold and the ledger line back. See ``add_to_account`` for why in this order.
     account = add_to_account(organization, subscription, reserved=tokens, jobs=int(holds_slot))
     before = balances_before(account, reserved=tokens, jobs=int(holds_slot))
-    refuse_beyond_allowance(before, organization, plan, tokens, what="this job")
+    refuse_beyond_allowance(before, organization, plan, tokens, what=gettext("this job"))
     if holds_slot:
         refuse_beyond_concurrency(before, plan)
     return entry

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 UNIT_PRICE = {"max_digits": 12, "decimal_places": 6, "default": Decimal("0")}
 TOTAL_PRICE = {"max_digits": 12, "decimal_places": 2, "default": Decimal("0")}
@@ -34,6 +35,9 @@ class Plan(models.Model):
     max_concurrent_jobs = models.PositiveIntegerField(default=1)
     max_variants_per_job = models.PositiveSmallIntegerField(default=1)
     max_members = models.PositiveIntegerField(default=1)
+    max_running_experiments = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Experiments running at once in the organization (empty: no limit)."
+    )
     api_rate_limit_per_minute = models.PositiveIntegerField(default=60, help_text="API requests per minute per key.")
     org_rate_limit_per_minute = models.PositiveIntegerField(
         default=600, help_text="API requests per minute for the whole organization, all keys and sessions together."
@@ -57,10 +61,10 @@ class Plan(models.Model):
 
 
 class SubscriptionStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    PAST_DUE = "past_due", "Past due"
-    CANCELED = "canceled", "Canceled"
-    SUSPENDED = "suspended", "Suspended"
+    ACTIVE = "active", _("Active")
+    PAST_DUE = "past_due", _("Past due")
+    CANCELED = "canceled", _("Canceled")
+    SUSPENDED = "suspended", _("Suspended")
 
 
 class Subscription(models.Model):
@@ -138,13 +142,13 @@ class BillingAccount(models.Model):
 
 
 class LedgerKind(models.TextChoices):
-    RESERVATION = "reservation", "Reservation"
-    RELEASE = "release", "Release"
-    CHARGE = "charge", "Charge"
-    REFUND = "refund", "Refund"
-    CREDIT_GRANT = "credit_grant", "Credit grant"
-    ADJUSTMENT = "adjustment", "Adjustment"
-    SUBSCRIPTION = "subscription", "Subscription"
+    RESERVATION = "reservation", _("Reservation")
+    RELEASE = "release", _("Release")
+    CHARGE = "charge", _("Charge")
+    REFUND = "refund", _("Refund")
+    CREDIT_GRANT = "credit_grant", _("Credit grant")
+    ADJUSTMENT = "adjustment", _("Adjustment")
+    SUBSCRIPTION = "subscription", _("Subscription")
 
 
 class LedgerEntry(models.Model):
@@ -218,9 +222,9 @@ class LedgerEntry(models.Model):
 
 
 class InvoiceStatus(models.TextChoices):
-    OPEN = "open", "Open"
-    PAID = "paid", "Paid"
-    VOID = "void", "Void"
+    OPEN = "open", _("Open")
+    PAID = "paid", _("Paid")
+    VOID = "void", _("Void")
 
 
 class Invoice(models.Model):
@@ -276,11 +280,11 @@ class Invoice(models.Model):
 
 
 class InvoiceLineKind(models.TextChoices):
-    SUBSCRIPTION = "subscription", "Subscription"
-    TOKENS = "tokens", "Generation tokens"
-    COMPUTE = "compute", "Compute"
-    REFUND = "refund", "Refunds"
-    ADJUSTMENT = "adjustment", "Adjustment"
+    SUBSCRIPTION = "subscription", _("Subscription")
+    TOKENS = "tokens", _("Generation tokens")
+    COMPUTE = "compute", _("Compute")
+    REFUND = "refund", _("Refunds")
+    ADJUSTMENT = "adjustment", _("Adjustment")
 
 
 class InvoiceLine(models.Model):

@@ -34,6 +34,7 @@ import stripe
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from audit.services import record
 from billing import dispatch, invoicing
@@ -157,16 +158,20 @@ def purchasable_plan(code: str) -> Plan:
     """An active plan that Checkout can sell; 400 otherwise."""
     plan = Plan.objects.filter(code=(code or "").strip(), is_active=True).first()
     if plan is None:
-        raise InvalidInput(f"There is no plan {code!r}.", code="unknown_plan")
+        raise InvalidInput(gettext("There is no plan %(code)r.") % {"code": code}, code="unknown_plan")
     if not plan.stripe_price_id:
-        raise InvalidInput(f"The {plan.name} plan is not sold through Stripe.", code="plan_not_purchasable")
+        raise InvalidInput(
+            gettext("The %(plan)s plan is not sold through Stripe.") % {"plan": plan.name}, code="plan_not_purchasable"
+        )
     return plan
 
 
 def checkout_url(*, organization: Organization, plan: Plan, actor: User, success_url: str, cancel_url: str) -> str:
     """A hosted Checkout page that subscribes the organization to ``plan``; completed, it calls the webhook."""
     if not plan.stripe_price_id:
-        raise InvalidInput(f"The {plan.name} plan is not sold through Stripe.", code="plan_not_purchasable")
+        raise InvalidInput(
+            gettext("The %(plan)s plan is not sold through Stripe.") % {"plan": plan.name}, code="plan_not_purchasable"
+        )
     metadata = {"organization_id": str(organization.pk), "plan_code": plan.code}
     params: dict[str, Any] = {
         "mode": "subscription",

@@ -48,14 +48,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import TYPE_CHECKING
+from functools import lru_cache, wraps
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext
 from limits import RateLimitItemPerMinute
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
+from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from apikeys.models import ApiKey
@@ -70,17 +72,27 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+ViewFunc = Callable[..., HttpResponse]
+
 #: Requests under this path are rate limited (the whole versioned API).
 API_PATH_PREFIX = "/api/v1/"
 #: Redis timeouts: a stuck Redis must not hold API requests (the call goes through unlimited).
 REDIS_TIMEOUT_S = 1.0
+#: ``tracking``: the public tracking links and pixels (``limit_by_address``), counted apart from the API.
+SCOPES = ("key", "organization", "address", "tracking")
+#: Calls answered 429, by the scope of the limit that refused them (``GET /metrics``). Each gunicorn
+#: process counts its own; /metrics adds them up (prometheus_client's multiprocess mode, which
+#: platform/config/gunicorn.py turns on), as it does django-prometheus' request counters.
+REFUSALS = Counter("loom_rate_limit_refusals", "API calls refused with 429, by the limit that refused them.", ["scope"])
+for _scope in SCOPES:
+    REFUSALS.labels(scope=_scope)  # every scope from the start at 0, so a rate() sees its first refusal
 
 
 @dataclass(frozen=True)
 class Limit:
     """One budget a request draws on: ``per_minute`` calls in any 60 seconds."""
 
-    scope: str  # "key" | "organization" | "address"
+    scope: str  # one of SCOPES
     identifier: str
     per_minute: int
     description: str  # for people: "the API key loom_abc…", "the organization Acme"
@@ -120,7 +132,10 @@ def limits_for(request: HttpRequest) -> list[Limit]:
     if api_key is not None:
         plan = current_plan(api_key.organization, subscription=loaded_subscription(api_key.organization))
         return [
-            Limit("key", str(api_key.pk), plan.api_rate_limit_per_minute, f"the API key {api_key.masked}"),
+            Limit(
+                "key", str(api_key.pk), plan.api_rate_limit_per_minute,
+                gettext("the API key %(key)s") % {"key": api_key.masked},
+            ),
             _organization_limit(api_key.organization, plan),
         ]
     user = getattr(request, "user", None)
@@ -133,12 +148,14 @@ def limits_for(request: HttpRequest) -> list[Limit]:
             return [_organization_limit(tenant.organization, current_plan(tenant.organization))]
     address = client_address(request)
     per_minute = settings.API_RATE_LIMIT_ANONYMOUS_PER_MINUTE
-    return [Limit("address", address, per_minute, f"a client without credentials at {address}")]
+    who = gettext("a client without credentials at %(address)s") % {"address": address}
+    return [Limit("address", address, per_minute, who)]
 
 
 def _organization_limit(organization: Organization, plan: Plan) -> Limit:
     return Limit(
-        "organization", str(organization.pk), plan.org_rate_limit_per_minute, f"the organization {organization.name}"
+        "organization", str(organization.pk), plan.org_rate_limit_per_minute,
+        gettext("the organization %(name)s") % {"name": organization.name},
     )
 
 
@@ -197,13 +214,51 @@ def refusal(outcome: Outcome) -> JsonResponse:
     """The 429 for a refused call: which limit, and when it lets the next call through."""
     wait = outcome.retry_after()
     resets = datetime.fromtimestamp(math.ceil(outcome.reset_at), UTC)
-    detail = (
-        f"Rate limit exceeded: {outcome.limit.description} may make {outcome.limit.per_minute} API calls "
-        f"per minute. The next call is allowed in {wait} s, at {resets:%Y-%m-%d %H:%M:%S} UTC."
-    )
+    detail = gettext(
+        "Rate limit exceeded: %(who)s may make %(limit)s API calls "
+        "per minute. The next call is allowed in %(wait)s s, at %(resets)s UTC."
+    ) % {
+        "who": outcome.limit.description, "limit": outcome.limit.per_minute, "wait": wait,
+        "resets": f"{resets:%Y-%m-%d %H:%M:%S}",
+    }
     response = JsonResponse({"code": "rate_limited", "detail": detail}, status=429)
     response["Retry-After"] = str(wait)
     return response
+
+
+def limit_by_address(scope: str, per_minute_setting: str) -> Callable[[ViewFunc], ViewFunc]:
+    """A view decorator for public pages outside the API (tracking links, pixels): each request counts
+    against its client address's limit (the setting ``per_minute_setting``), under ``scope``'s own
+    counters; over the limit a plain-text 429 with ``Retry-After``, and the view does not run.
+
+    Same strategy and storage as the API's limits; if Redis cannot be reached the request goes through.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"unknown rate-limit scope {scope!r}")
+
+    def decorate(view: ViewFunc) -> ViewFunc:
+        @wraps(view)
+        def limited(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            address = client_address(request)
+            who = gettext("a client without credentials at %(address)s") % {"address": address}
+            try:
+                outcome = hit([Limit(scope, address, getattr(settings, per_minute_setting), who)])
+            except RedisError:
+                logger.exception("%s rate limit not applied: Redis is unavailable", scope)
+                return view(request, *args, **kwargs)
+            if outcome.allowed:
+                return view(request, *args, **kwargs)
+            REFUSALS.labels(scope=scope).inc()
+            response = HttpResponse(
+                "Too many requests from your address; try again in a minute.", status=429, content_type="text/plain"
+            )
+            response["Retry-After"] = str(outcome.retry_after())
+            response["Cache-Control"] = "no-store"
+            return response
+
+        return limited
+
+    return decorate
 
 
 class ApiRateLimitMiddleware:
@@ -226,7 +281,11 @@ class ApiRateLimitMiddleware:
         except RedisError:
             logger.exception("rate limits not applied: Redis is unavailable")
             return self.get_response(request)
-        response = self.get_response(request) if outcome.allowed else refusal(outcome)
+        if outcome.allowed:
+            response = self.get_response(request)
+        else:
+            REFUSALS.labels(scope=outcome.limit.scope).inc()
+            response = refusal(outcome)
         for name, value in outcome.headers().items():
             response[name] = value
         return response

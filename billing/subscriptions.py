@@ -18,6 +18,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
+from django.utils.translation import gettext
 
 from audit.services import record
 from billing.admission import lock_account
@@ -59,7 +60,9 @@ def change_plan(*, actor: User, organization: Organization, plan_code: str) -> S
     subscription = _lock_subscription(organization)
     if plan.pk == subscription.plan_id:
         if subscription.pending_plan_id is None:
-            raise InvalidInput(f"This organization is already on the {plan.name} plan.", code="same_plan")
+            raise InvalidInput(
+                gettext("This organization is already on the %(plan)s plan.") % {"plan": plan.name}, code="same_plan"
+            )
         return _clear_pending_plan(actor, subscription)
     _refuse_plan_below_usage(organization, plan)
     subscription.pending_plan = plan
@@ -116,7 +119,7 @@ def cancel_plan_change(*, actor: User, organization: Organization) -> Subscripti
     require_role(actor, organization, Role.ADMIN)
     subscription = Subscription.objects.select_for_update().filter(organization=organization).first()
     if subscription is None or subscription.pending_plan_id is None:
-        raise Conflict("No plan change is scheduled.", code="no_pending_change")
+        raise Conflict(gettext("No plan change is scheduled."), code="no_pending_change")
     return _clear_pending_plan(actor, subscription)
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
+from django.utils.translation import gettext, gettext_lazy
 
 from accounts.models import User
 from apikeys.models import ApiKey
@@ -95,9 +96,9 @@ def parse_grouping(value: str | None) -> str:
     group_by = value or "day"
     if group_by not in GROUPINGS:
         raise InvalidInput(
-            f"group_by must be one of {', '.join(GROUPINGS)}.",
+            gettext("%(name)s must be one of %(choices)s.") % {"name": "group_by", "choices": ", ".join(GROUPINGS)},
             code="invalid_group_by",
-            fields={"group_by": [f"Choose one of: {', '.join(GROUPINGS)}."]},
+            fields={"group_by": [gettext("Choose one of: %(choices)s.") % {"choices": ", ".join(GROUPINGS)}]},
         )
     return group_by
 
@@ -163,7 +164,7 @@ def grouped(
     labels = _labels(organization, group_by, [g for g in by_group if g is not None])
     result = []
     for key, row in by_group.items():
-        row["label"] = labels.get(key, "Deleted") if key is not None else _NO_GROUP_LABEL[group_by]
+        row["label"] = labels.get(key, gettext("Deleted")) if key is not None else str(_NO_GROUP_LABEL[group_by])
         result.append(row)
     return sorted(result, key=lambda r: (-r["tokens"], r["label"]))
 
@@ -174,7 +175,11 @@ def totals(entries: QuerySet[LedgerEntry], period: Range) -> dict[str, Any]:
     return row
 
 
-_NO_GROUP_LABEL = {"project": "No project", "api_key": "No API key (signed-in members)", "user": "API keys (no user)"}
+_NO_GROUP_LABEL = {
+    "project": gettext_lazy("No project"),
+    "api_key": gettext_lazy("No API key (signed-in members)"),
+    "user": gettext_lazy("API keys (no user)"),
+}
 
 
 def _labels(organization: Organization, group_by: str, ids: list[Any]) -> dict[Any, str]:
@@ -298,6 +303,7 @@ class Series:
     label: str
     per_day: list[int]  # tokens, aligned with the range's days; refunds never drive a day below zero
     total: int
+    other: bool = False  # the folded tail, drawn grey (its label is translated, so not recognisable by text)
 
 
 def daily_breakdown(
@@ -324,7 +330,7 @@ def daily_breakdown(
         shown, rest = ranked, []
     result = [
         Series(
-            label=labels.get(key, "Deleted") if key is not None else _NO_GROUP_LABEL[group_by],
+            label=labels.get(key, gettext("Deleted")) if key is not None else str(_NO_GROUP_LABEL[group_by]),
             per_day=[max(v, 0) for v in values],
             total=sum(values),
         )
@@ -332,5 +338,8 @@ def daily_breakdown(
     ]
     if rest:
         other = [sum(values[n] for _, values in rest) for n in range(len(days))]
-        result.append(Series(label=f"Other ({len(rest)})", per_day=[max(v, 0) for v in other], total=sum(other)))
+        result.append(Series(
+            label=gettext("Other (%(count)s)") % {"count": len(rest)},
+            per_day=[max(v, 0) for v in other], total=sum(other), other=True,
+        ))
     return result

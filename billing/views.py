@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.formats import date_format
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from billing import charts, formatting, payments, services, usage
@@ -27,13 +28,13 @@ from organizations.models import Role
 from organizations.tenancy import current_organization, current_tenant, scoped, tenant_required
 
 #: How the usage chart can be broken down (``?by=``), with the button labels.
-BREAKDOWNS = {"project": "By project", "api_key": "By API key"}
+BREAKDOWNS = {"project": _("By project"), "api_key": _("By API key")}
 
 
 class PlanChangeForm(forms.Form):
     # A CharField, not a ChoiceField: the service names the plans one can choose when the
     # posted code is not one of them, which says more than "Select a valid choice".
-    plan = forms.CharField(max_length=40, label="New plan")
+    plan = forms.CharField(max_length=40, label=_("New plan"))
 
     def __init__(self, *args: Any, plans: QuerySet[Plan], current: Plan, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -117,10 +118,16 @@ def change_plan(request: HttpRequest) -> HttpResponse:
             add_domain_error(form, exc, {"unknown_plan": "plan", "usage_exceeds_plan": "plan", "same_plan": "plan"})
         else:
             if subscription.pending_plan is None:
-                messages.success(request, f"The scheduled change is canceled: you stay on {subscription.plan.name}.")
+                messages.success(
+                    request,
+                    _("The scheduled change is canceled: you stay on %(plan)s.") % {"plan": subscription.plan.name},
+                )
             else:
-                when = date_format(subscription.current_period_end, "j F Y")
-                messages.success(request, f"You move to {subscription.pending_plan.name} on {when}.")
+                when = date_format(subscription.current_period_end, "DATE_FORMAT")
+                messages.success(
+                    request,
+                    _("You move to %(plan)s on %(date)s.") % {"plan": subscription.pending_plan.name, "date": when},
+                )
             return redirect("billing:overview")
     return _page(request, form, status=form_status(form))
 

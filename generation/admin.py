@@ -109,7 +109,7 @@ class ProjectGenerationSettingsAdmin(admin.ModelAdmin):  # type: ignore[type-arg
 class TemplateVersionInline(admin.TabularInline):  # type: ignore[type-arg]
     model = TemplateVersion
     extra = 0
-    fields = ["version", "changelog", "default_max_new_tokens", "created_at"]
+    fields = ["version", "changelog", "default_max_new_tokens", "knowledge_token_budget", "created_at"]
     readonly_fields = fields
     show_change_link = True
     can_delete = False

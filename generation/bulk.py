@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.db.models import QuerySet
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from billing.errors import VariantLimitExceeded
 from core import progress as progress_counts
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from projects.models import Project
 
 #: Delimiters spreadsheets export instead of commas (Excel in many European locales writes ``;``).
-_OTHER_DELIMITERS = {";": "semicolons (;)", "\t": "tabs", "|": "pipes (|)"}
+_OTHER_DELIMITERS = {";": gettext_lazy("semicolons (;)"), "\t": gettext_lazy("tabs"), "|": gettext_lazy("pipes (|)")}
 
 Row = tuple[int, dict[str, Any]]
 RowError = dict[str, Any]
@@ -45,7 +46,8 @@ def parse_bulk_csv(version: TemplateVersion, data: bytes) -> tuple[list[Row], li
     """
     if len(data) > BULK_MAX_BYTES:
         raise file_error(
-            f"The file is {len(data) / 1024 / 1024:.1f} MB; at most {BULK_MAX_BYTES // 1024 // 1024} MB.",
+            gettext("The file is %(size)s MB; at most %(limit)s MB.")
+            % {"size": f"{len(data) / 1024 / 1024:.1f}", "limit": BULK_MAX_BYTES // 1024 // 1024},
             "file_too_large",
         )
     text = decode_csv(data)
@@ -53,7 +55,7 @@ def parse_bulk_csv(version: TemplateVersion, data: bytes) -> tuple[list[Row], li
     try:
         header = next(reader, None)
         if header is None or not any(cell.strip() for cell in header):
-            raise file_error("The file is empty; its first line must name the columns.", "empty_file")
+            raise file_error(gettext("The file is empty; its first line must name the columns."), "empty_file")
         columns = _columns(version, header, first_line=text.splitlines()[0] if text else "")
         rows: list[Row] = []
         errors: list[RowError] = []
@@ -64,7 +66,9 @@ def parse_bulk_csv(version: TemplateVersion, data: bytes) -> tuple[list[Row], li
                 continue  # blank lines separate nothing
             if len(rows) + len(errors) >= bulk_max_rows():
                 raise file_error(
-                    f"The file has more than {bulk_max_rows()} rows; split it into several files.", "too_many_rows"
+                    gettext("The file has more than %(limit)s rows; split it into several files.")
+                    % {"limit": bulk_max_rows()},
+                    "too_many_rows",
                 )
             inputs, problems = _row_inputs(version, columns, cells, len(header))
             if not problems:
@@ -75,9 +79,12 @@ def parse_bulk_csv(version: TemplateVersion, data: bytes) -> tuple[list[Row], li
                     problems = _messages(exc)
             errors.append({"line": start, "errors": problems})
     except csv.Error as exc:
-        raise file_error(f"Line {reader.line_num}: the CSV cannot be read ({exc}).", "invalid_csv") from None
+        raise file_error(
+            gettext("Line %(line)s: the CSV cannot be read (%(error)s).") % {"line": reader.line_num, "error": exc},
+            "invalid_csv",
+        ) from None
     if not rows and not errors:
-        raise file_error("The file has a header but no rows.", "no_rows")
+        raise file_error(gettext("The file has a header but no rows."), "no_rows")
     return rows, errors
 
 
@@ -91,21 +98,28 @@ def _columns(version: TemplateVersion, header: list[str], *, first_line: str) ->
         for delimiter, label in _OTHER_DELIMITERS.items():
             if delimiter in first_line:
                 raise file_error(
-                    f"The file seems to use {label} as its delimiter; this upload needs commas (,). "
-                    f"Save it comma-separated with the columns: {expected}.",
+                    gettext(
+                        "The file seems to use %(delimiter)s as its delimiter; this upload needs commas (,). "
+                        "Save it comma-separated with the columns: %(expected)s."
+                    ) % {"delimiter": label, "expected": expected},
                     "wrong_delimiter",
                 )
     unknown = [name for i, name in enumerate(names) if name and i not in matched]
     if unknown:
         raise file_error(
-            f"Unknown column{'s' if len(unknown) > 1 else ''}: {', '.join(shown(n) for n in unknown)}. "
-            f"This template's columns are: {expected}.",
+            ngettext(
+                "Unknown column: %(names)s. This template's columns are: %(expected)s.",
+                "Unknown columns: %(names)s. This template's columns are: %(expected)s.",
+                len(unknown),
+            ) % {"names": ", ".join(shown(n) for n in unknown), "expected": expected},
             "unknown_columns",
         )
     twice = sorted(name for name, n in Counter(matched.values()).items() if n > 1)
     if twice:
         raise file_error(
-            f"Column{'s' if len(twice) > 1 else ''} named twice: {', '.join(twice)}.", "duplicate_columns"
+            ngettext("Column named twice: %(names)s.", "Columns named twice: %(names)s.", len(twice))
+            % {"names": ", ".join(twice)},
+            "duplicate_columns",
         )
     required = [
         spec["name"]
@@ -114,8 +128,11 @@ def _columns(version: TemplateVersion, header: list[str], *, first_line: str) ->
     ]
     if required:
         raise file_error(
-            f"Missing required column{'s' if len(required) > 1 else ''}: {', '.join(required)}. "
-            f"This template's columns are: {expected}.",
+            ngettext(
+                "Missing required column: %(names)s. This template's columns are: %(expected)s.",
+                "Missing required columns: %(names)s. This template's columns are: %(expected)s.",
+                len(required),
+            ) % {"names": ", ".join(required), "expected": expected},
             "missing_columns",
         )
     return matched
@@ -125,7 +142,10 @@ def _row_inputs(
     version: TemplateVersion, columns: dict[int, str], cells: list[str], width: int
 ) -> tuple[dict[str, Any], list[str]]:
     if len(cells) > width and any(cell.strip() for cell in cells[width:]):
-        return {}, [f"the row has {len(cells)} cells but the header has {width} columns (a stray comma?)"]
+        return {}, [
+            gettext("the row has %(cells)s cells but the header has %(columns)s columns (a stray comma?)")
+            % {"cells": len(cells), "columns": width}
+        ]
     inputs: dict[str, Any] = {}
     for index, name in columns.items():
         value = cells[index].strip() if index < len(cells) else ""
@@ -168,17 +188,19 @@ def create_bulk_batch(
 ) -> BulkBatch:
     """One batch and one queued job per good row, in one transaction; a file-level problem writes nothing."""
     if project.organization_id != organization.pk:
-        raise NotFound("Project not found.", code="project_not_found")
+        raise NotFound(gettext("Project not found."), code="project_not_found")
     rows, row_errors = parse_bulk_csv(version, data)
     # A bad parameter (or a model it may not use) is the whole file's problem, not each row's.
     model = registry.model_for_job(
         organization=organization, project=project, template=version.template, requested=params.get("model")
     )
     services.validate_parameters(version, params, model)
+    services.job_language(project, params.get("language"))
     if not rows:
         raise InvalidInput(
-            f"No row of the file can be used; {len(row_errors)} rows have errors, "
-            f"the first on line {row_errors[0]['line']}: {row_errors[0]['errors'][0]}",
+            gettext(
+                "No row of the file can be used; %(count)s rows have errors, the first on line %(line)s: %(error)s"
+            ) % {"count": len(row_errors), "line": row_errors[0]["line"], "error": row_errors[0]["errors"][0]},
             code="no_valid_rows",
             fields={f"line {e['line']}": e["errors"] for e in row_errors[:100]},
         )
@@ -218,11 +240,11 @@ def create_bulk_batch(
 
 #: How a batch's progress card words each status (core/_progress_card.html).
 STATUS_LABELS = (
-    (JobStatus.SUCCEEDED, "succeeded", "text-success"),
-    (JobStatus.FAILED, "failed", "text-danger"),
-    (JobStatus.CANCELED, "canceled", ""),
-    (JobStatus.RUNNING, "running", ""),
-    (JobStatus.QUEUED, "queued", ""),
+    (JobStatus.SUCCEEDED, gettext_lazy("succeeded"), "text-success"),
+    (JobStatus.FAILED, gettext_lazy("failed"), "text-danger"),
+    (JobStatus.CANCELED, gettext_lazy("canceled"), ""),
+    (JobStatus.RUNNING, gettext_lazy("running"), ""),
+    (JobStatus.QUEUED, gettext_lazy("queued"), ""),
 )
 
 
@@ -241,6 +263,11 @@ def progress(batch: BulkBatch) -> progress_counts.Progress:
     return progress_counts.Progress(status_counts(batch), final=frozenset(FINAL_STATUSES), labels=STATUS_LABELS)
 
 
+#: The fact check's counts (generation.factcheck) over a row's variants, and their columns.
+FACT_COUNTS = ("supported", "unsupported_hard", "unsupported_soft")
+FACT_COLUMNS = ["facts_supported", "facts_unsupported", "facts_flagged"]
+
+
 def batch_results_csv(batch: BulkBatch) -> str:
     """One line per row of the uploaded file: its status, why it failed, and each variant's text."""
     variable_names = [spec["name"] for spec in batch.template_version.variables]
@@ -251,17 +278,28 @@ def batch_results_csv(batch: BulkBatch) -> str:
     width = max((job.num_variants for job in jobs), default=0)
     lines: list[tuple[int, list[Any]]] = []
     for job in jobs:
-        texts = [v.final_text for v in current.get(job.pk, [])]
+        variants = current.get(job.pk, [])
+        # A row with variants is padded to the widest, so its fact counts line up under their columns.
+        texts = [v.final_text for v in variants] + [""] * (width - len(variants)) if variants else []
         inputs = [job.inputs.get(name, "") for name in variable_names]
+        facts = [sum((v.fact_check or {}).get(key, 0) for v in variants) for key in FACT_COUNTS] if variants else []
         lines.append(
-            (job.batch_line or 0, [job.batch_line, job.status, str(job.pk), *inputs, job.failure_reason, *texts])
+            (
+                job.batch_line or 0,
+                [job.batch_line, job.status, str(job.pk), *inputs, job.failure_reason, *texts, *facts],
+            )
         )
     for error in batch.row_errors:
         blank = [""] * len(variable_names)
         lines.append((error["line"], [error["line"], "rejected", "", *blank, "; ".join(error["errors"])]))
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["line", "status", "job_id", *variable_names, "error", *(f"variant_{i + 1}" for i in range(width))])
+    writer.writerow(
+        [
+            "line", "status", "job_id", *variable_names, "error", *(f"variant_{i + 1}" for i in range(width)),
+            *FACT_COLUMNS,
+        ]
+    )
     for _, cells in sorted(lines, key=lambda item: item[0]):
         writer.writerow([spreadsheet_safe(cell) for cell in cells])
     return out.getvalue()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from generation import language as detected_language
+
 _WORD = re.compile(r"\b[\w'’-]+\b", re.UNICODE)  # noqa: RUF001 (typographic apostrophes count)
 #: "Headline: text", also with list or Markdown decoration ("- **Headline:** text").
 _FIELD_LINE = re.compile(r"^[\s>#*_-]*(?:\d+[.)]\s*)?(?P<label>[^:\n]+?)[\s*_]*:[\s*_]*(?P<value>.*?)\s*$")
@@ -32,11 +34,17 @@ def count_words(text: str) -> int:
 
 
 def check(
-    text: str, constraints: dict[str, Any], inputs: dict[str, Any], *, finish_reason: str | None = None
+    text: str,
+    constraints: dict[str, Any],
+    inputs: dict[str, Any],
+    *,
+    finish_reason: str | None = None,
+    language: str | None = None,
 ) -> list[dict[str, Any]]:
     """One entry per constraint: ``{"constraint", "expected", "actual", "passed"}`` (a field's also ``"field"``).
 
-    ``finish_reason`` is the model's, for its own output; an edited text has none.
+    ``finish_reason`` is the model's, for its own output; an edited text has none. ``language``: the job's,
+    which the text must be written in (``generation.language``; a text too short to tell passes).
     """
     report: list[dict[str, Any]] = []
     lowered = text.casefold()
@@ -60,6 +68,8 @@ def check(
             add("banned_phrase", banned, present, not present)
     if constraints.get("fields"):
         report += _check_fields(text, constraints["fields"])
+    if language and text.strip():
+        report.append(detected_language.language_entry(text, language))
     return report
 
 
@@ -120,7 +130,8 @@ def _check_fields(text: str, fields: list[dict[str, Any]]) -> list[dict[str, Any
 
 
 def passed(report: list[dict[str, Any]]) -> bool:
-    return all(entry["passed"] for entry in report)
+    """Whether every hard check passed; a soft one (``"soft": true``, e.g. unsupported statements) only flags."""
+    return all(entry["passed"] for entry in report if not entry.get("soft"))
 
 
 def validate_spec(constraints: Any) -> list[str]:

@@ -32,13 +32,13 @@ from django.utils import timezone
 import workers.engines
 from core.jobs import DB_CONNECTION_ERRORS, with_db_retry, worker_name
 from generation import constraints as constraint_checks
-from generation import dispatch, lifecycle, metering, scoring, streaming
+from generation import dispatch, factcheck, lifecycle, metering, scoring, streaming
 from generation.dispatch import cancel_key
 from generation.grammar import output_constraint
 from generation.leakage import LeakGuard
 from generation.models import WITHHELD, BrandVoice, GenerationJob, JobStatus, ServingModel, Variant
 from generation.moderation import moderate
-from generation.prompts import approved_examples, build_messages
+from generation.prompts import approved_examples, build_messages, retrieve_facts
 from generation.scoring import brand_fit
 from workers.contract import Backend, FinishReason, GenerationRequest, GenerationResult
 from workers.runtime import ModelSpec
@@ -148,7 +148,7 @@ class PromptContext:
         voices = list(BrandVoice.objects.filter(project__organization_id=job.organization_id))
         return cls(
             voice=next((v for v in voices if v.project_id == job.project_id), None),
-            examples=approved_examples(job.project_id, job.template_version.template_id),
+            examples=approved_examples(job.project_id, job.template_version.template_id, language=job.language),
             other_voices=[v for v in voices if v.project_id != job.project_id],
         )
 
@@ -165,7 +165,11 @@ def requests_for(
     if not job.few_shot_variant_ids:
         job.few_shot_variant_ids = [str(v.pk) for v in context.examples]
         GenerationJob.objects.filter(pk=job.pk).update(few_shot_variant_ids=job.few_shot_variant_ids)
-    messages = build_messages(job.template_version, job.inputs, context.voice, context.examples)
+    # The project's knowledge for this brief, once per job (kept as job.grounding for the fact check).
+    facts = retrieve_facts(job)
+    messages = build_messages(
+        job.template_version, job.inputs, context.voice, context.examples, facts=facts, language=job.language
+    )
     stop = StopCheck(job.pk, job.deadline_at.timestamp() if job.deadline_at else time.time() + 600)
     # Variant i of a job with seed s samples with seed s + i (+ a stride per revision): reproducible.
     seeds = [job.seed + i + revision * 1_000_003 for i in indexes]
@@ -273,12 +277,24 @@ def _renew_lease(job: GenerationJob) -> None:
 
 def evaluate(
     job: GenerationJob, context: PromptContext, texts: list[str], finish_reasons: list[str] | None = None
-) -> tuple[list[list[dict[str, Any]]], list[float], list[Any]]:
+) -> tuple[list[list[dict[str, Any]]], list[float], list[Any], list[dict[str, Any]]]:
+    """Each text's constraint report (its fact check's entries included), brand fit, moderation verdict
+    and fact check."""
     approved = [v.final_text for v in context.examples]
     reasons = finish_reasons or [None] * len(texts)
+    # What the copy may claim: the brief and the knowledge retrieved into its prompt. Feature statements
+    # are compared by embedding where this process can embed, by shared words where it cannot.
+    facts = factcheck.fact_check_all(
+        texts,
+        factcheck.job_sources(job),
+        embed=scoring.embed_outputs if scoring.available() else None,
+    )
     reports = [
-        constraint_checks.check(t, job.template_version.constraints, job.inputs, finish_reason=reason)
-        for t, reason in zip(texts, reasons, strict=True)
+        constraint_checks.check(
+            t, job.template_version.constraints, job.inputs, finish_reason=reason, language=job.language
+        )
+        + factcheck.report_entries(fact)
+        for t, reason, fact in zip(texts, reasons, facts, strict=True)
     ]
     fallback = " ".join(str(v) for v in job.inputs.values())
     # Without torch (a worker that streams from a server) the scores come later, from the default queue.
@@ -286,12 +302,17 @@ def evaluate(
     if scoring.available():
         scores = brand_fit(texts, context.voice, approved, fallback)
     guard = LeakGuard.for_job(
-        job, build_messages(job.template_version, job.inputs, context.voice, context.examples), context.voice,
+        job,
+        build_messages(
+            job.template_version, job.inputs, context.voice, context.examples, facts=job.grounding,
+            language=job.language,
+        ),
+        context.voice,
         context.other_voices,
     )
     # Moderation first (its category says more), then the prompt-leak filter on what passed.
     verdicts = [verdict if (verdict := moderate(t)).blocked else guard.check(t) for t in texts]
-    return reports, scores, verdicts
+    return reports, scores, verdicts, facts
 
 
 def store_results(
@@ -302,7 +323,9 @@ def store_results(
     results: list[GenerationResult],
     revision: int = 0,
 ) -> GenerationJob:
-    reports, scores, verdicts = evaluate(job, context, [r.text for r in results], [r.finish_reason for r in results])
+    reports, scores, verdicts, facts = evaluate(
+        job, context, [r.text for r in results], [r.finish_reason for r in results]
+    )
     compute = max((r.seconds for r in results), default=0.0)
     with transaction.atomic():
         # The organization comes along (billing locks its account next); only the job's row is locked here.
@@ -310,8 +333,8 @@ def store_results(
         if revision == 0 and locked.is_final:
             return locked  # another attempt finished first
         variants = []
-        for index, seed, result, report, score, verdict in zip(
-            indexes, seeds, results, reports, scores, verdicts, strict=True
+        for index, seed, result, report, score, verdict, fact in zip(
+            indexes, seeds, results, reports, scores, verdicts, facts, strict=True
         ):
             blocked = verdict.blocked
             # A report describes the text shown; withheld text is not, so it has none (no report, no
@@ -334,6 +357,7 @@ def store_results(
                     original_constraint_report=shown,
                     brand_fit=None if blocked else score,
                     moderation=verdict.as_dict(),
+                    fact_check={} if blocked else fact,
                 )
             )
         if revision:

@@ -4,7 +4,7 @@ Both hold the current revision of every variant of the project's jobs. The JSONL
 keeps, by default, only what a marketer vouched for (approved, or rated 4 or 5),
 each line one training conversation: the system and user prompts the model saw
 (without the few-shot examples, which were other variants) and the final text as
-the assistant's answer.
+the assistant's answer, labelled with its rating, approval and measured outcome.
 """
 
 from __future__ import annotations
@@ -46,6 +46,10 @@ CSV_COLUMNS = [
     "approved",
     "brand_fit",
     "constraints_passed",
+    # The fact check of the model's text (generation.factcheck).
+    "facts_supported",
+    "facts_unsupported",
+    "facts_flagged",
 ]
 
 
@@ -80,6 +84,7 @@ def export_csv(project: Project) -> str:
             variant.approved,
             variant.brand_fit,
             variant.constraints_passed,
+            *((variant.fact_check or {}).get(key, "") for key in ("supported", "unsupported_hard", "unsupported_soft")),
         ]
         writer.writerow([spreadsheet_safe(cell) for cell in row])
     return out.getvalue()
@@ -92,9 +97,15 @@ def finetune_examples(project: Project, *, include_all: bool = False) -> Iterato
         variants = variants.filter(Q(approved=True) | Q(rating__gte=GOOD_RATING))
     voice = BrandVoice.objects.filter(project=project).first()
     for variant in variants.iterator(chunk_size=_CHUNK):
-        messages = build_messages(variant.job.template_version, variant.job.inputs, voice, examples=[])
+        messages = build_messages(
+            variant.job.template_version, variant.job.inputs, voice, examples=[], language=variant.job.language
+        )
         messages.append({"role": "assistant", "content": variant.final_text})
-        yield {"messages": messages, "rating": variant.rating, "approved": variant.approved}
+        # The outcome label: what the text measured as an experiment's winner (lift, conversions), else null.
+        yield {
+            "messages": messages, "rating": variant.rating, "approved": variant.approved,
+            "outcome": variant.outcome or None,
+        }
 
 
 def export_jsonl(project: Project, *, include_all: bool = False) -> str:

@@ -11,8 +11,12 @@ import uuid
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils.html import escape
+from django.utils.text import format_lazy
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from generation import limits
 from generation.models import BrandVoice, JobStatus, Template, TemplateVersion
@@ -44,7 +48,7 @@ def _variable_field(spec: dict[str, Any]) -> forms.Field:
     if kind == "choice":
         choices = [(c, c) for c in spec.get("choices", [])]
         if not required:
-            choices.insert(0, ("", "Not specified"))
+            choices.insert(0, ("", _("Not specified")))
         return forms.ChoiceField(choices=choices, help_text=" ".join(help_parts), **common)
     max_length = spec.get("max_length", limits.DEFAULT_VARIABLE_MAX_LENGTH)
     help_parts.append(f"Up to {max_length:,} characters.")
@@ -55,29 +59,38 @@ def _variable_field(spec: dict[str, Any]) -> forms.Field:
 class GenerateForm(forms.Form):
     """The inputs of one template version plus the job's settings."""
 
-    project = forms.ModelChoiceField(queryset=Project.objects.none(), empty_label=None)
+    project = forms.ModelChoiceField(label=_("Project"), queryset=Project.objects.none(), empty_label=None)
     num_variants = forms.IntegerField(
-        label="Variants",
+        label=_("Variants"),
         min_value=1,
         max_value=limits.max_variants(),
         initial=2,
-        help_text="Shown side by side.",
+        help_text=_("Shown side by side."),
     )
     max_new_tokens = forms.IntegerField(
-        label="Max new tokens",
+        label=_("Max new tokens"),
         min_value=1,
         max_value=limits.max_new_tokens(),
-        help_text="Upper bound per variant.",
+        help_text=_("Upper bound per variant."),
     )
     temperature = forms.FloatField(
+        label=_("Temperature"),
         min_value=limits.MIN_TEMPERATURE,
         max_value=limits.MAX_TEMPERATURE,
         initial=limits.DEFAULT_TEMPERATURE,
         widget=forms.NumberInput(attrs={"step": "0.1"}),
-        help_text="Higher is more varied.",
+        help_text=_("Higher is more varied."),
     )
     model = forms.ChoiceField(
-        required=False, label="Model", help_text="Default: the template's, else the project's, else the platform's."
+        required=False,
+        label=_("Model"),
+        help_text=_("Default: the template's, else the project's, else the platform's."),
+    )
+    language = forms.ChoiceField(
+        required=False,
+        choices=[("", _("The project's")), *settings.CONTENT_LANGUAGES],
+        label=_("Language"),
+        help_text=_("The copy is written in it, and a variant in another language fails its checks."),
     )
     # A fresh key per rendered form: a double submit of the same form queues one job, not two.
     request_id = forms.UUIDField(widget=forms.HiddenInput, required=False)
@@ -95,7 +108,7 @@ class GenerateForm(forms.Form):
         self.version = version
         model_field = self.fields["model"]
         assert isinstance(model_field, forms.ChoiceField)
-        model_field.choices = [("", "Default")] + (models or [])
+        model_field.choices = [("", _("Default"))] + (models or [])
         project_field = self.fields["project"]
         assert isinstance(project_field, forms.ModelChoiceField)
         project_field.queryset = projects.order_by("name")
@@ -107,7 +120,7 @@ class GenerateForm(forms.Form):
         return [self[name] for name in self.fields if name.startswith(VARIABLE_PREFIX)]
 
     def setting_fields(self) -> list[forms.BoundField]:
-        return [self[name] for name in ("project", "num_variants", "max_new_tokens", "temperature")]
+        return [self[name] for name in ("project", "language", "num_variants", "max_new_tokens", "temperature")]
 
     def inputs(self) -> dict[str, Any]:
         """The filled-in variables; an empty optional one is left out, so its default applies."""
@@ -124,6 +137,8 @@ class GenerateForm(forms.Form):
         params = {name: self.cleaned_data[name] for name in ("num_variants", "max_new_tokens", "temperature")}
         if self.cleaned_data.get("model"):
             params["model"] = self.cleaned_data["model"]
+        if self.cleaned_data.get("language"):
+            params["language"] = self.cleaned_data["language"]
         return params
 
     def idempotency_key(self) -> str:
@@ -142,12 +157,25 @@ class GenerateForm(forms.Form):
 class FeedbackForm(forms.Form):
     """One inline action on a variant: a rating, an edit or (un)approval. Absent fields are left alone."""
 
-    rating = forms.IntegerField(min_value=limits.MIN_RATING, max_value=limits.MAX_RATING, required=False)
+    rating = forms.IntegerField(
+        label=_("Rating"),
+        min_value=limits.MIN_RATING,
+        max_value=limits.MAX_RATING,
+        required=False,
+    )
     edited_text = forms.CharField(
-        required=False, max_length=limits.MAX_EDITED_TEXT_LENGTH, strip=False, widget=forms.Textarea
+        label=_("Edited text"),
+        required=False,
+        max_length=limits.MAX_EDITED_TEXT_LENGTH,
+        strip=False,
+        widget=forms.Textarea,
     )
     approved = forms.TypedChoiceField(
-        choices=[("1", "Approve"), ("0", "Unapprove")], coerce=lambda v: v == "1", required=False, empty_value=None
+        label=_("Approved"),
+        choices=[("1", "Approve"), ("0", "Unapprove")],
+        coerce=lambda v: v == "1",
+        required=False,
+        empty_value=None,
     )
 
     def changes(self) -> dict[str, Any]:
@@ -179,33 +207,39 @@ def split_examples(text: str) -> list[str]:
 
 class BrandVoiceForm(forms.Form):
     tone = forms.CharField(
+        label=_("Tone"),
         max_length=limits.MAX_TONE_LENGTH,
         required=False,
-        widget=forms.TextInput(attrs={"placeholder": "Warm, playful, confident"}),
+        widget=forms.TextInput(attrs={"placeholder": _("Warm, playful, confident")}),
     )
     audience = forms.CharField(
+        label=_("Audience"),
         max_length=limits.MAX_AUDIENCE_LENGTH,
         required=False,
-        widget=forms.TextInput(attrs={"placeholder": "Young families shopping online"}),
+        widget=forms.TextInput(attrs={"placeholder": _("Young families shopping online")}),
     )
     words_to_use = forms.CharField(
-        label="Words to use",
+        label=_("Words to use"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text=f"Comma-separated; at most {limits.MAX_WORDS}.",
+        help_text=format_lazy(_("Comma-separated; at most {count}."), count=limits.MAX_WORDS),
     )
     words_to_avoid = forms.CharField(
-        label="Words to avoid",
+        label=_("Words to avoid"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text=f"Comma-separated; at most {limits.MAX_WORDS}. Each one lowers the brand-fit score.",
+        help_text=format_lazy(
+            _("Comma-separated; at most {count}. Each one lowers the brand-fit score."), count=limits.MAX_WORDS
+        ),
     )
     example_texts = forms.CharField(
-        label="Example texts",
+        label=_("Example texts"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 10}),
-        help_text="Copy that sounds like the brand. Separate examples with a blank line; "
-        f"at most {limits.MAX_EXAMPLES}.",
+        help_text=format_lazy(
+            _("Copy that sounds like the brand. Separate examples with a blank line; at most {count}."),
+            count=limits.MAX_EXAMPLES,
+        ),
     )
 
     @classmethod
@@ -228,10 +262,15 @@ class BrandVoiceForm(forms.Form):
     def _words(self, name: str) -> list[str]:
         words = split_words(self.cleaned_data[name])
         if len(words) > limits.MAX_WORDS:
-            raise forms.ValidationError(f"At most {limits.MAX_WORDS} words (got {len(words)}).")
+            raise forms.ValidationError(
+                gettext("At most %(limit)s words (got %(count)s).") % {"limit": limits.MAX_WORDS, "count": len(words)}
+            )
         too_long = [w for w in words if len(w) > limits.MAX_WORD_LENGTH]
         if too_long:
-            raise forms.ValidationError(f"Words are at most {limits.MAX_WORD_LENGTH} characters: {too_long[0][:20]}…")
+            raise forms.ValidationError(
+                gettext("Words are at most %(limit)s characters: %(word)s…")
+                % {"limit": limits.MAX_WORD_LENGTH, "word": too_long[0][:20]}
+            )
         return words
 
     def clean_words_to_use(self) -> list[str]:
@@ -243,11 +282,15 @@ class BrandVoiceForm(forms.Form):
     def clean_example_texts(self) -> list[str]:
         examples = split_examples(self.cleaned_data["example_texts"])
         if len(examples) > limits.MAX_EXAMPLES:
-            raise forms.ValidationError(f"At most {limits.MAX_EXAMPLES} examples (got {len(examples)}).")
+            raise forms.ValidationError(
+                gettext("At most %(limit)s examples (got %(count)s).")
+                % {"limit": limits.MAX_EXAMPLES, "count": len(examples)}
+            )
         for number, example in enumerate(examples, start=1):
             if len(example) > limits.MAX_EXAMPLE_LENGTH:
                 raise forms.ValidationError(
-                    f"Example {number} has {len(example):,} characters; at most {limits.MAX_EXAMPLE_LENGTH:,}."
+                    gettext("Example %(number)s has %(length)s characters; at most %(limit)s.")
+                    % {"number": number, "length": f"{len(example):,}", "limit": f"{limits.MAX_EXAMPLE_LENGTH:,}"}
                 )
         return examples
 
@@ -259,17 +302,17 @@ class JobFilterForm(forms.Form):
     """The history page's filters (GET). An invalid filter is shown as such and not applied."""
 
     q = forms.CharField(
-        label="Search",
+        label=_("Search"),
         required=False,
         max_length=limits.MAX_SEARCH_LENGTH,
-        widget=forms.SearchInput(attrs={"placeholder": "Search inputs…"}),
+        widget=forms.SearchInput(attrs={"placeholder": _("Search inputs…")}),
     )
-    status = forms.ChoiceField(label="Status", choices=[("", "Any status"), *JobStatus.choices], required=False)
+    status = forms.ChoiceField(label=_("Status"), choices=[("", _("Any status")), *JobStatus.choices], required=False)
     project = forms.ModelChoiceField(
-        label="Project", queryset=Project.objects.none(), required=False, empty_label="All projects"
+        label=_("Project"), queryset=Project.objects.none(), required=False, empty_label=_("All projects")
     )
     template = forms.ModelChoiceField(
-        label="Template", queryset=Template.objects.none(), required=False, empty_label="All templates"
+        label=_("Template"), queryset=Template.objects.none(), required=False, empty_label=_("All templates")
     )
 
     def __init__(self, data: Any, *, projects: QuerySet[Project], templates: QuerySet[Template]) -> None:
@@ -288,22 +331,22 @@ class JobFilterForm(forms.Form):
 
 
 class BulkUploadForm(forms.Form):
-    project = forms.ModelChoiceField(queryset=Project.objects.none(), empty_label=None)
-    template = forms.ModelChoiceField(queryset=Template.objects.none(), empty_label=None)
+    project = forms.ModelChoiceField(label=_("Project"), queryset=Project.objects.none(), empty_label=None)
+    template = forms.ModelChoiceField(label=_("Template"), queryset=Template.objects.none(), empty_label=None)
     file = forms.FileField(
-        label="CSV file",
-        help_text="One row per job; the header names the template's variables.",
+        label=_("CSV file"),
+        help_text=_("One row per job; the header names the template's variables."),
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
     )
     num_variants = forms.IntegerField(
-        label="Variants per row", min_value=1, max_value=limits.max_variants(), initial=1
+        label=_("Variants per row"), min_value=1, max_value=limits.max_variants(), initial=1
     )
     max_new_tokens = forms.IntegerField(
-        label="Max new tokens",
+        label=_("Max new tokens"),
         min_value=1,
         max_value=limits.max_new_tokens(),
         required=False,
-        help_text="Per variant. Leave empty for the template's default.",
+        help_text=_("Per variant. Leave empty for the template's default."),
     )
 
     def __init__(
@@ -324,3 +367,21 @@ class BulkUploadForm(forms.Form):
     def params(self) -> dict[str, Any]:
         names = ("num_variants", "max_new_tokens")
         return {name: self.cleaned_data[name] for name in names if self.cleaned_data[name] is not None}
+
+
+# --- models --------------------------------------------------------------------------------------
+
+
+class ProjectModelForm(forms.Form):
+    """The project's default model: a usable model's slug, or empty for the installation's default."""
+
+    default_model = forms.ChoiceField(
+        label=_("Default model"),
+        required=False,
+        help_text=_("Jobs of this project run on it unless the job or its template names another."),
+    )
+
+    def __init__(self, *args: Any, choices: list[tuple[str, str]], global_default: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["default_model"]
+        field.choices = [("", f"Installation default ({global_default})"), *choices]  # type: ignore[attr-defined]

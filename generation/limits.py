@@ -44,6 +44,8 @@ MAX_TEMPLATE_NAME_LENGTH, MAX_SLUG_LENGTH, MAX_CATEGORY_LENGTH = 120, 80, 40
 MAX_DESCRIPTION_LENGTH, MAX_SYSTEM_PROMPT_LENGTH, MAX_PROMPT_LENGTH, MAX_CHANGELOG_LENGTH = 1000, 4000, 8000, 300
 #: A template named by id or slug, and a search text of job inputs.
 MAX_TEMPLATE_REF_LENGTH, MAX_SEARCH_LENGTH = 200, 200
+#: Tokens of knowledge a template may ask for per prompt (the same bound as KNOWLEDGE_TOKEN_BUDGET).
+MAX_KNOWLEDGE_TOKEN_BUDGET = 8000
 
 # --- brand voice -------------------------------------------------------------------------------
 # Every part of a voice goes into the prompt of each job of its project: they cost prompt tokens.

@@ -13,6 +13,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.db import transaction
+from django.utils.translation import gettext
 
 from billing import services as billing
 from billing.integrity import MeteredJobs
@@ -98,7 +99,7 @@ def check_regeneration(*, job: GenerationJob) -> None:
     billing.check_allowance(
         organization=job.organization,
         tokens=job.max_new_tokens + PROMPT_TOKEN_ALLOWANCE_PER_VARIANT,
-        what="regenerating this variant",
+        what=gettext("regenerating this variant"),
     )
 
 

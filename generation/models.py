@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from core.models import LeasedJob, Upload
 from generation import credentials, limits
@@ -17,9 +18,9 @@ from workers.contract import Backend
 
 
 class BackendKind(models.TextChoices):
-    INPROCESS = "inprocess", "In process (transformers on the worker)"
-    OPENAI = "openai", "OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama, TGI)"
-    STUB = "stub", "Stub (echoes the prompt; tests and development)"
+    INPROCESS = "inprocess", _("In process (transformers on the worker)")
+    OPENAI = "openai", _("OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama, TGI)")
+    STUB = "stub", _("Stub (echoes the prompt; tests and development)")
 
 
 class ServingModel(models.Model):
@@ -201,6 +202,11 @@ class TemplateVersion(models.Model):
     )
     constraints = models.JSONField(default=dict, blank=True)
     default_max_new_tokens = models.PositiveIntegerField(default=limits.DEFAULT_TEMPLATE_MAX_NEW_TOKENS)
+    knowledge_token_budget = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Tokens of project knowledge in each prompt (empty: KNOWLEDGE_TOKEN_BUDGET; 0: none).",
+    )
     changelog = models.CharField(max_length=limits.MAX_CHANGELOG_LENGTH, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -255,11 +261,11 @@ class ProjectGenerationSettings(models.Model):
 
 
 class JobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELED = "canceled", "Canceled"
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    CANCELED = "canceled", _("Canceled")
 
 
 FINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
@@ -279,6 +285,9 @@ class GenerationJob(LeasedJob):
     temperature = models.FloatField(default=0.7)
     top_p = models.FloatField(default=0.95)
     seed = models.BigIntegerField()
+    #: The language the copy is written in (``settings.CONTENT_LANGUAGES``): the prompt asks for it and the
+    #: constraint report's "language" check holds the output to it. Default: the project's.
+    language = models.CharField(max_length=16, choices=settings.CONTENT_LANGUAGES, default="en")
     # who asked
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -306,6 +315,9 @@ class GenerationJob(LeasedJob):
     #: Milliseconds from submission to the first generated token of any variant (None: none yet).
     first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     few_shot_variant_ids = models.JSONField(default=list, blank=True)
+    #: The knowledge chunks retrieved into the prompt, as the fact check reads them:
+    #: ``[{"id": chunk id, "source": title, "text": chunk text, "score": float}]`` (empty: none retrieved).
+    grounding = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -358,6 +370,8 @@ class Variant(models.Model):
     original_constraint_report = models.JSONField(default=list)
     brand_fit = models.FloatField(null=True, blank=True)
     moderation = models.JSONField(default=dict, blank=True)
+    #: The claims of the model's text and what supports each (generation.factcheck); empty when withheld.
+    fact_check = models.JSONField(default=dict, blank=True)
     # feedback
     rating = models.SmallIntegerField(null=True, blank=True)
     edited_text = models.TextField(blank=True)
@@ -366,6 +380,9 @@ class Variant(models.Model):
     approved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    #: What the variant measured as an experiment's winner (``record_outcome_lift``): the experiment,
+    #: the lift over its baseline arm, conversions and exposures; empty until it wins one.
+    outcome = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

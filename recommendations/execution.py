@@ -40,11 +40,6 @@ from recommendations.models import (
 
 logger = logging.getLogger(__name__)
 
-#: How much each kind of event says about a customer's taste; summed per (customer, item), then
-#: log1p-scaled by the engine. A purchase counts its quantity; returns teach nothing and are left out.
-EVENT_WEIGHTS = {EventType.VIEW: 0.1, EventType.CART: 0.5}
-#: Ratings count above a neutral 3 of 5; a low rating says "not this" and is left out.
-NEUTRAL_RATING = 3.0
 #: Texts per embedding forward pass (all-MiniLM-L6-v2, titles of ~10 tokens: ~100 MB of activations).
 #: The 3,175 Online Retail titles took 139 s on 2 busy CPU cores; embeddings are cached per item.
 EMBED_BATCH = 256
@@ -96,14 +91,6 @@ def run_job(job_id: Any) -> RecommendationJob | None:
 # --- the work ------------------------------------------------------------------------------------
 
 
-def event_weight(kind: str, value: float) -> float:
-    if kind == EventType.PURCHASE:
-        return max(value, 0.0)
-    if kind == EventType.RATING:
-        return max(value - NEUTRAL_RATING, 0.0)
-    return EVENT_WEIGHTS.get(kind, 0.0)  # type: ignore[call-overload]
-
-
 def load_interactions(job: RecommendationJob) -> tuple[engine.Interactions, dict[str, set[str]], dict[str, int]]:
     """The project's events as engine interactions, and per customer the items they bought."""
     rows = Event.objects.filter(project_id=job.project_id).values_list(
@@ -114,7 +101,7 @@ def load_interactions(job: RecommendationJob) -> tuple[engine.Interactions, dict
     kinds: dict[str, int] = defaultdict(int)
     for customer_id, item_id, kind, value, occurred_at in rows.iterator(chunk_size=INSERT_BATCH):
         kinds[kind] += 1
-        weight = event_weight(kind, value)
+        weight = engine.event_weight(kind, value)
         if weight <= 0:
             continue
         customer, item = str(customer_id), str(item_id)

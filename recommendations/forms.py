@@ -7,8 +7,12 @@ from typing import Any
 
 from django import forms
 from django.db.models import QuerySet
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from core.errors import InvalidInput
+from experiments import limits as experiment_limits
+from experiments.models import Experiment
 from generation.models import Template
 from projects.models import Project
 from recommendations import limits, services
@@ -30,21 +34,25 @@ class _ProjectForm(forms.Form):
 
 
 class ImportForm(_ProjectForm):
-    file = forms.FileField(help_text="CSV, UTF-8, comma-separated, with a header row.")
+    file = forms.FileField(label=_("File"), help_text=_("CSV, UTF-8, comma-separated, with a header row."))
     mapping = forms.CharField(
+        label=_("Mapping"),
         required=False,
         max_length=limits.MAX_FORM_TEXT_LENGTH,
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": '{"customer": "CustomerID", "sku": "StockCode"}'}),
-        help_text="Optional: a JSON object of field → column. Fields: "
-        + ", ".join(FIELDS)
-        + ", customer.&lt;name&gt;, item.&lt;name&gt;. Left empty, the Online Retail columns or "
-        "customer_id, sku, timestamp are recognised.",
+        help_text=format_lazy(
+            _(
+                "Optional: a JSON object of field → column. Fields: {fields}. Left empty, the Online Retail "
+                "columns or customer_id, sku, timestamp are recognised."
+            ),
+            fields=", ".join([*FIELDS, "customer.&lt;name&gt;", "item.&lt;name&gt;"]),
+        ),
     )
     exclude_skus = forms.CharField(
         required=False,
         max_length=limits.MAX_FORM_TEXT_LENGTH,
-        label="SKUs that are no products",
-        help_text="Optional, comma-separated (postage, fees). For the Online Retail format its own codes are used.",
+        label=_("SKUs that are no products"),
+        help_text=_("Optional, comma-separated (postage, fees). For the Online Retail format its own codes are used."),
     )
 
     def clean_mapping(self) -> dict[str, str] | None:
@@ -68,28 +76,34 @@ class ImportForm(_ProjectForm):
 
 class StartJobForm(_ProjectForm):
     k = forms.IntegerField(
-        label="Recommendations per customer", min_value=1, max_value=limits.MAX_K, initial=10
+        label=_("Recommendations per customer"), min_value=1, max_value=limits.MAX_K, initial=10
     )
     holdout_days = forms.IntegerField(
-        label="Days held out for evaluation",
+        label=_("Days held out for evaluation"),
         min_value=1,
         max_value=limits.MAX_HOLDOUT_DAYS,
         initial=28,
-        help_text="The model is also trained without the most recent days and scored on them, against a "
-        "popularity baseline.",
+        help_text=_(
+            "The model is also trained without the most recent days and scored on them, against a popularity baseline."
+        ),
     )
 
 
 class SettingsForm(forms.Form):
     exclude_purchased = forms.BooleanField(
-        required=False, label="Never recommend an item the customer already bought"
+        required=False, label=_("Never recommend an item the customer already bought")
     )
 
 
 class CustomerFilterForm(forms.Form):
-    project = forms.ModelChoiceField(queryset=Project.objects.none(), required=False, empty_label="All projects")
-    q = forms.CharField(required=False, max_length=limits.MAX_EXTERNAL_ID_LENGTH, label="Customer id")
-    country = forms.CharField(required=False, max_length=limits.MAX_SEGMENT_NAME_LENGTH)
+    project = forms.ModelChoiceField(
+        label=_("Project"),
+        queryset=Project.objects.none(),
+        required=False,
+        empty_label=_("All projects"),
+    )
+    q = forms.CharField(required=False, max_length=limits.MAX_EXTERNAL_ID_LENGTH, label=_("Customer id"))
+    country = forms.CharField(label=_("Country"), required=False, max_length=limits.MAX_SEGMENT_NAME_LENGTH)
 
     def __init__(self, *args: Any, projects: QuerySet[Project], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -114,41 +128,82 @@ def campaign_templates(templates: QuerySet[Template]) -> list[Template]:
 
 
 class CampaignForm(_ProjectForm):
-    name = forms.CharField(max_length=limits.MAX_CAMPAIGN_NAME_LENGTH)
-    template = forms.ChoiceField(help_text="Templates with a product (or products) variable.")
+    name = forms.CharField(label=_("Name"), max_length=limits.MAX_CAMPAIGN_NAME_LENGTH)
+    template = forms.ChoiceField(label=_("Template"), help_text=_("Templates with a product (or products) variable."))
     countries = forms.CharField(
-        required=False, max_length=2000, help_text="Comma-separated, e.g. France, Germany. Empty: every country."
+        label=_("Countries"),
+        required=False, max_length=2000, help_text=_("Comma-separated, e.g. France, Germany. Empty: every country.")
     )
     purchased_within_days = forms.IntegerField(
+        label=_("Purchased within days"),
         required=False,
         min_value=1,
         max_value=limits.MAX_PURCHASED_WITHIN_DAYS,
-        help_text="Bought something in the N days before the latest event.",
+        help_text=_("Bought something in the N days before the latest event."),
     )
-    min_purchases = forms.IntegerField(required=False, min_value=1, max_value=limits.MAX_MIN_PURCHASES)
+    min_purchases = forms.IntegerField(
+        label=_("Minimum purchases"),
+        required=False,
+        min_value=1,
+        max_value=limits.MAX_MIN_PURCHASES,
+    )
     limit = forms.IntegerField(
         required=False,
         min_value=1,
         max_value=limits.max_campaign_customers(),
-        label="At most this many customers",
-        help_text=f"The most recent buyers first; a campaign reaches at most {limits.max_campaign_customers()}.",
+        label=_("At most this many customers"),
+        help_text=format_lazy(
+            _("The most recent buyers first; a campaign reaches at most {count}."),
+            count=limits.max_campaign_customers(),
+        ),
     )
-    items_per_customer = forms.IntegerField(min_value=1, max_value=limits.MAX_ITEMS_PER_CUSTOMER, initial=3)
+    items_per_customer = forms.IntegerField(
+        label=_("Items per customer"),
+        min_value=1,
+        max_value=limits.MAX_ITEMS_PER_CUSTOMER,
+        initial=3,
+    )
     inputs = forms.CharField(
         required=False,
         max_length=limits.MAX_FORM_TEXT_LENGTH,
-        label="Other template inputs",
-        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "audience: gift shoppers"}),
-        help_text="One per line, <code>variable: value</code>, the same for every customer.",
+        label=_("Other template inputs"),
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": _("audience: gift shoppers")}),
+        help_text=_("One per line, <code>variable: value</code>, the same for every customer."),
+    )
+    experiment = forms.ModelChoiceField(
+        label=_("Run as an experiment"),
+        queryset=Experiment.objects.none(),
+        required=False,
+        empty_label=_("No: write each customer's copy"),
+        help_text=_("A running experiment of the project: each customer gets one arm's text, nothing is generated."),
+    )
+    landing_url = forms.URLField(
+        label=_("Landing URL"),
+        required=False,
+        max_length=experiment_limits.MAX_URL_LENGTH,
+        assume_scheme="https",
+        help_text=_("Where an experiment campaign's tracking links lead. Empty: the experiment's target URL."),
     )
 
-    def __init__(self, *args: Any, projects: QuerySet[Project], templates: list[Template], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        projects: QuerySet[Project],
+        templates: list[Template],
+        experiments: QuerySet[Experiment] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, projects=projects, **kwargs)
         field = self.fields["template"]
         assert isinstance(field, forms.ChoiceField)
         field.choices = [(t.slug if t.is_builtin else str(t.pk), t.name) for t in templates]
         if any(t.slug == "personalized-recommendation" and t.is_builtin for t in templates):
             field.initial = "personalized-recommendation"
+        chosen = self.fields["experiment"]
+        assert isinstance(chosen, forms.ModelChoiceField)
+        # The caller passes the organization's running experiments; the service checks the project.
+        chosen.queryset = experiments if experiments is not None else Experiment.objects.none()
+        chosen.label_from_instance = lambda e: f"{e.name} ({e.project.name})"
 
     def clean_inputs(self) -> dict[str, str]:
         values = {}

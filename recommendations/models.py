@@ -13,8 +13,10 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from core.models import LeasedJob, Upload
+from experiments import limits as experiment_limits
 from recommendations import limits
 
 
@@ -85,11 +87,11 @@ class Customer(models.Model):
 
 
 class EventType(models.TextChoices):
-    VIEW = "view", "View"
-    CART = "cart", "Added to cart"
-    PURCHASE = "purchase", "Purchase"
-    RATING = "rating", "Rating"
-    RETURN = "return", "Return (canceled purchase)"
+    VIEW = "view", _("View")
+    CART = "cart", _("Added to cart")
+    PURCHASE = "purchase", _("Purchase")
+    RATING = "rating", _("Rating")
+    RETURN = "return", _("Return (canceled purchase)")
 
 
 class Event(models.Model):
@@ -168,10 +170,10 @@ class DataImport(Upload):
 
 
 class RecommendationJobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
 
 
 FINAL_JOB_STATUSES = (RecommendationJobStatus.SUCCEEDED, RecommendationJobStatus.FAILED)
@@ -281,6 +283,16 @@ class Campaign(models.Model):
     extra_inputs = models.JSONField(default=dict, blank=True, help_text="Template inputs shared by every customer.")
     params = models.JSONField(default=dict, blank=True, help_text="Generation parameters of every job.")
     skipped = models.JSONField(default=list, blank=True, help_text="Customers of the segment that got no job, and why.")
+    # SET_NULL: each recipient keeps its arm's label and text, so deleting a stopped experiment leaves
+    # the campaign's record of what every customer was sent.
+    experiment = models.ForeignKey(
+        "experiments.Experiment", null=True, blank=True, on_delete=models.SET_NULL, related_name="campaigns",
+        help_text="Run as this experiment: each customer's copy is the text of the arm they are assigned.",
+    )
+    landing_url = models.URLField(
+        max_length=experiment_limits.MAX_URL_LENGTH, blank=True,
+        help_text="Where each customer's tracking link leads (an experiment campaign).",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -292,6 +304,10 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_experiment(self) -> bool:
+        return self.experiment_id is not None
 
 
 class CampaignRecipient(models.Model):
@@ -309,6 +325,14 @@ class CampaignRecipient(models.Model):
         default=0, help_text="Times the copy was regenerated because it named none of the items."
     )
     regenerated_at = models.DateTimeField(null=True, blank=True)
+    # An experiment campaign's customer: their exposure (one per customer and experiment, shared by
+    # every campaign of the experiment that reaches them) and the arm it chose. The label and text are
+    # kept here too: they are what the customer was sent, even once the experiment is deleted.
+    assignment = models.ForeignKey(
+        "experiments.Assignment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    arm_label = models.CharField(max_length=experiment_limits.MAX_LABEL_LENGTH, blank=True)
+    arm_text = models.TextField(max_length=experiment_limits.MAX_ARM_TEXT_LENGTH, blank=True)
 
     class Meta:
         ordering = ["campaign", "customer__external_id"]

@@ -7,6 +7,7 @@ with a job in ``recommendations.execution``; tasks are sent through ``recommenda
 from __future__ import annotations
 
 import secrets
+import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -14,11 +15,14 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Max, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from audit.services import record
 from billing.errors import VariantLimitExceeded
 from core.errors import Conflict, DomainError, InvalidInput, NotFound
 from core.text import printable, storable_text
+from experiments import serving
+from experiments.models import Experiment
 from generation import services as generation
 from generation.limits import DEFAULT_VARIABLE_MAX_LENGTH
 from generation.models import JobStatus, TemplateVersion, Variant
@@ -44,7 +48,7 @@ if TYPE_CHECKING:
 
 def _own_project(organization: Organization, project: Project) -> None:
     if project.organization_id != organization.pk:
-        raise NotFound("Project not found.", code="project_not_found")
+        raise NotFound(gettext("Project not found."), code="project_not_found")
 
 
 def _user(actor: Any) -> Any:
@@ -63,7 +67,7 @@ def settings_for(project: Project) -> RecommendationSettings:
 def save_settings(*, actor: Any, project: Project, exclude_purchased: Any) -> RecommendationSettings:
     if not isinstance(exclude_purchased, bool):
         raise InvalidInput(
-            "exclude_purchased must be true or false.", fields={"exclude_purchased": ["must be a boolean"]}
+            gettext("exclude_purchased must be true or false."), fields={"exclude_purchased": ["must be a boolean"]}
         )
     current, _ = RecommendationSettings.objects.select_for_update().get_or_create(project=project)
     if current.exclude_purchased != exclude_purchased:
@@ -84,7 +88,11 @@ def save_settings(*, actor: Any, project: Project, exclude_purchased: Any) -> Re
 
 def _whole_number(value: Any, name: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidInput(f"{name} must be a whole number from {low} to {high}.", fields={name: [f"{low}..{high}"]})
+        raise InvalidInput(
+            gettext("%(name)s must be a whole number from %(low)s to %(high)s.")
+            % {"name": name, "low": low, "high": high},
+            fields={name: [f"{low}..{high}"]},
+        )
     return value
 
 
@@ -106,7 +114,9 @@ def start_recommendation_job(
     if exclude_purchased is None:
         exclude_purchased = settings_for(project).exclude_purchased
     elif not isinstance(exclude_purchased, bool):
-        raise InvalidInput("exclude_purchased must be true or false.", fields={"exclude_purchased": ["boolean"]})
+        raise InvalidInput(
+            gettext("exclude_purchased must be true or false."), fields={"exclude_purchased": ["boolean"]}
+        )
     seed = secrets.randbelow(2**31) if seed is None else _whole_number(seed, "seed", 0, 2**31 - 1)
     with transaction.atomic():
         lock_project_data(project)
@@ -115,12 +125,13 @@ def start_recommendation_job(
         ).first()
         if active is not None:
             raise Conflict(
-                f"A recommendation job of this project is already {active.status} ({active.pk}); wait for it.",
+                gettext("A recommendation job of this project is already %(status)s (%(pk)s); wait for it.")
+                % {"status": active.status, "pk": active.pk},
                 code="job_already_running",
             )
         if not Event.objects.filter(project=project).exclude(type=EventType.RETURN).exists():
             raise Conflict(
-                "This project has no events yet: import a CSV file or send events first.", code="no_events"
+                gettext("This project has no events yet: import a CSV file or send events first."), code="no_events"
             )
         job = RecommendationJob.objects.create(
             organization=organization,
@@ -199,8 +210,7 @@ def clean_segment(segment: Any) -> dict[str, Any]:
     unknown = sorted(str(k) for k in segment if k not in SEGMENT_KEYS)
     if unknown:
         raise _segment_error(
-            f"Unknown segment filter {printable(unknown[0])[:40]!r}; filters: "
-            + ", ".join(sorted(SEGMENT_KEYS))
+            f"Unknown segment filter {printable(unknown[0])[:40]!r}; filters: " + ", ".join(sorted(SEGMENT_KEYS))
         )
     cleaned: dict[str, Any] = {}
     for name in ("countries", "customers"):
@@ -220,11 +230,17 @@ def clean_segment(segment: Any) -> dict[str, Any]:
         cleaned[name] = sorted({v.strip() for v in values})
     attributes = segment.get("attributes")
     if attributes:
-        if not isinstance(attributes, dict) or len(attributes) > limits.MAX_SEGMENT_ATTRIBUTES or not all(
-            isinstance(k, str) and isinstance(v, str) and storable_text(k + v)
-            and len(k) <= limits.MAX_ATTRIBUTE_NAME_LENGTH
-            and len(v) <= limits.MAX_ATTRIBUTE_VALUE_LENGTH
-            for k, v in attributes.items()
+        if (
+            not isinstance(attributes, dict)
+            or len(attributes) > limits.MAX_SEGMENT_ATTRIBUTES
+            or not all(
+                isinstance(k, str)
+                and isinstance(v, str)
+                and storable_text(k + v)
+                and len(k) <= limits.MAX_ATTRIBUTE_NAME_LENGTH
+                and len(v) <= limits.MAX_ATTRIBUTE_VALUE_LENGTH
+                for k, v in attributes.items()
+            )
         ):
             raise _segment_error("attributes must be an object of names to text values.", "segment.attributes")
         cleaned["attributes"] = dict(attributes)
@@ -317,12 +333,13 @@ def _campaign_params(params: Any) -> dict[str, Any]:
     if params is None:
         params = {}
     if not isinstance(params, dict):
-        raise InvalidInput("params must be an object.", fields={"params": ["must be an object"]})
+        raise InvalidInput(gettext("params must be an object."), fields={"params": ["must be an object"]})
     allowed = {"max_new_tokens", "temperature", "top_p", "seed"}
     unknown = sorted(str(k) for k in params if k not in allowed)
     if unknown:
         raise InvalidInput(
-            f"Unknown parameter {printable(unknown[0])[:40]!r}; parameters: {', '.join(sorted(allowed))}.",
+            gettext("Unknown parameter %(printable)r; parameters: %(join)s.")
+            % {"printable": printable(unknown[0])[:40], "join": ", ".join(sorted(allowed))},
             fields={"params": [f"unknown {unknown[0][:40]}"]},
         )
     # One piece of copy per customer: the campaign is the batch, each job writes one variant. A low
@@ -341,6 +358,8 @@ def create_campaign(
     items_per_customer: Any = 3,
     extra_inputs: Any = None,
     params: Any = None,
+    experiment: Any = None,
+    landing_url: Any = "",
     actor: Any = None,
     api_key: ApiKey | None = None,
 ) -> Campaign:
@@ -351,20 +370,32 @@ def create_campaign(
     rows (``holds_slot=False``): billed per job, queued behind each other instead of taking
     the plan's concurrent-job slots; when the plan cannot pay for all of them (402), the
     whole campaign is refused and nothing is kept.
+
+    With ``experiment`` (a running experiment of the project, by id) the campaign runs as that
+    experiment instead: each customer is assigned an arm (``experiments.serving.assign``, the
+    customer's external id as the unit, so their later events count as the arm's outcomes) and
+    their copy is the arm's text, written and approved before the experiment started. No job is
+    queued and nothing is charged: generating new copy per customer would test the model's samples,
+    not the arms. ``landing_url`` is where each customer's tracking link leads (the experiment's
+    target URL when empty; its host must be one the experiment allows).
     """
     _own_project(organization, project)
+    running, landing_url = _campaign_experiment(organization, project, experiment, landing_url)
     name = (name or "").strip() if isinstance(name, str) else ""
     if not name or len(name) > limits.MAX_CAMPAIGN_NAME_LENGTH or not storable_text(name):
         raise InvalidInput(
-            f"A campaign needs a name of at most {limits.MAX_CAMPAIGN_NAME_LENGTH} characters.",
+            gettext("A campaign needs a name of at most %(MAX_CAMPAIGN_NAME_LENGTH)s characters.")
+            % {"MAX_CAMPAIGN_NAME_LENGTH": limits.MAX_CAMPAIGN_NAME_LENGTH},
             fields={"name": [f"1..{limits.MAX_CAMPAIGN_NAME_LENGTH} characters"]},
         )
     version = generation.resolve_version(organization, template, template_version)
     if _products_variable(version) is None:
         raise InvalidInput(
-            f"The template {version.template.name!r} has no variable for the products "
-            f"({', '.join(PRODUCTS_VARIABLES + PRODUCT_VARIABLES)}); choose one that has, "
-            "e.g. personalized-recommendation.",
+            gettext(
+                "The template %(name)r has no variable for the products (%(join)s); choose one that has, "
+                "e.g. personalized-recommendation."
+            )
+            % {"name": version.template.name, "join": ", ".join(PRODUCTS_VARIABLES + PRODUCT_VARIABLES)},
             code="template_without_products",
             fields={"template": ["no products variable"]},
         )
@@ -372,14 +403,15 @@ def create_campaign(
     if extra_inputs is None:
         extra_inputs = {}
     if not isinstance(extra_inputs, dict):
-        raise InvalidInput("inputs must be an object.", fields={"inputs": ["must be an object"]})
+        raise InvalidInput(gettext("inputs must be an object."), fields={"inputs": ["must be an object"]})
     segment = clean_segment(segment)
     values = _campaign_params(params)
     generation.validate_parameters(version, values)
     job = latest_job(project)
     if job is None:
         raise Conflict(
-            "This project has no recommendations yet: run a recommendation job first.", code="no_recommendations"
+            gettext("This project has no recommendations yet: run a recommendation job first."),
+            code="no_recommendations",
         )
     customers = segment_customers(project, segment)
     total = customers.count()
@@ -409,6 +441,8 @@ def create_campaign(
             items_per_customer=count,
             extra_inputs=extra_inputs,
             params=values,
+            experiment=running,
+            landing_url=landing_url,
             created_by=_user(actor),
             api_key=api_key,
         )
@@ -418,11 +452,15 @@ def create_campaign(
             if not items:
                 skipped.append({"customer": customer.external_id, "reason": "no recommendations in the latest job"})
                 continue
-            recipients.append(_queue_recipient(campaign, customer, items, actor=actor, api_key=api_key))
+            if running is not None:
+                recipients.append(_assign_recipient(campaign, running, customer, items))
+            else:
+                recipients.append(_queue_recipient(campaign, customer, items, actor=actor, api_key=api_key))
         if not recipients:
             raise _segment_error("No customer of this segment has recommendations; run a recommendation job first.")
         CampaignRecipient.objects.bulk_create(recipients)
-        transaction.on_commit(lambda: dispatch.watch(campaign.pk))
+        if running is None:  # an experiment campaign has no job to watch: its copy is written already
+            transaction.on_commit(lambda: dispatch.watch(campaign.pk))
         campaign.skipped = skipped
         campaign.save(update_fields=["skipped"])
         record(
@@ -433,8 +471,73 @@ def create_campaign(
             target=campaign,
             customers=len(recipients),
             skipped=len(skipped),
+            experiment=str(running.pk) if running is not None else None,
         )
     return campaign
+
+
+def _experiment_error(message: str, field: str = "experiment", code: str = "invalid_experiment") -> InvalidInput:
+    return InvalidInput(message, code=code, fields={field: [message]})
+
+
+def _campaign_experiment(
+    organization: Organization, project: Project, experiment: Any, landing_url: Any
+) -> tuple[Experiment | None, str]:
+    """The running experiment of the project a campaign runs as (None: none asked) and its landing URL."""
+    landing_url = landing_url.strip() if isinstance(landing_url, str) else landing_url
+    if experiment in (None, ""):
+        if landing_url:
+            raise _experiment_error(
+                gettext("A landing URL needs an experiment: only an experiment campaign has tracking links."),
+                "landing_url", "landing_url_without_experiment",
+            )
+        return None, ""
+    if isinstance(experiment, Experiment):
+        experiment = experiment.pk
+    # Another organization's experiment, another project's and an unknown id read the same: a 400
+    # naming the field, which confirms nothing about other organizations' experiments.
+    found = (
+        Experiment.objects.filter(organization=organization, project=project, pk=experiment).first()
+        if _is_uuid(experiment) else None
+    )
+    if found is None:
+        raise _experiment_error(gettext("The experiment must be one of this project's experiments."))
+    if not found.is_running:
+        raise _experiment_error(
+            gettext("The experiment %(name)r is %(status)s; a campaign can only run as a running experiment.")
+            % {"name": found.name, "status": found.status},
+            code="experiment_not_running",
+        )
+    if not isinstance(landing_url, str):
+        raise _experiment_error(gettext("landing_url must be a URL."), "landing_url", "invalid_landing_url")
+    try:
+        target = serving.click_target(found, landing_url)
+    except InvalidInput as exc:
+        raise _experiment_error(
+            gettext("landing_url: its host is not the experiment's target URL's or one of its allowed hosts."),
+            "landing_url", exc.code,
+        ) from None
+    return found, target
+
+
+def _is_uuid(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def _assign_recipient(
+    campaign: Campaign, experiment: Experiment, customer: Customer, items: list[dict[str, Any]]
+) -> CampaignRecipient:
+    """The customer's arm, their exposure recorded once (a later campaign of the experiment that
+    reaches them finds the same assignment, so the same arm, and records nothing new)."""
+    served = serving.assign(experiment, customer.external_id)
+    return CampaignRecipient(
+        campaign=campaign, customer=customer, items=items,
+        assignment_id=served.assignment_id, arm_label=served.arm.label, arm_text=served.arm.text,
+    )
 
 
 def _top_items(job: RecommendationJob, customers: list[Customer], count: int) -> dict[Any, list[dict[str, Any]]]:
@@ -474,6 +577,9 @@ def _queue_recipient(
                 api_key=api_key,
                 idempotency_key=f"campaign:{campaign.pk}:{customer.pk}",
                 holds_slot=False,
+                # The copy may use these items' catalog facts (and the project's general knowledge),
+                # never another product's, so it names their real attributes instead of inventing some.
+                knowledge_filters={"sku": [item["sku"] for item in items]} if items else None,
             )
     except VariantLimitExceeded:
         raise

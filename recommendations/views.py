@@ -10,18 +10,22 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
+from django.contrib.humanize.templatetags.humanize import intcomma
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.template.defaultfilters import pluralize
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
 from core.errors import DomainError
 from core.web import action_done, action_failed, add_service_error, form_status, post_data
+from experiments.models import Experiment
+from experiments.models import Status as ExperimentStatus
 from generation import services as generation
 from organizations.models import Role
 from organizations.tenancy import (
@@ -126,7 +130,11 @@ def _import(request: HttpRequest) -> HttpResponse:
         else:
             created = data_import.events_created
             messages.success(
-                request, f"Imported {data_import.total_rows:,} rows: {created:,} new event{pluralize(created)}."
+                request,
+                ngettext(
+                    "Imported %(rows)s rows: %(created)s new event.", "Imported %(rows)s rows: %(created)s new events.",
+                    created,
+                ) % {"rows": intcomma(data_import.total_rows), "created": intcomma(created)},
             )
             return redirect("recommendations:import", pk=data_import.pk)
     return _data_page(request, form, status=form_status(form))
@@ -197,7 +205,7 @@ def jobs(request: HttpRequest) -> HttpResponse:
         except DomainError as exc:
             add_service_error(form, exc)
         else:
-            messages.success(request, "Recommendation job queued.")
+            messages.success(request, _("Recommendation job queued."))
             return redirect("recommendations:job", pk=job.pk)
     return _jobs_page(request, form, status=form_status(form))
 
@@ -304,7 +312,10 @@ def item_detail(request: HttpRequest, pk: Any) -> HttpResponse:
 
 def _campaign_form(request: HttpRequest) -> CampaignForm:
     templates = campaign_templates(generation.templates_for(current_organization(request)))
-    return CampaignForm(post_data(request), projects=scoped(request, Project), templates=templates)
+    running = scoped(request, Experiment).filter(status=ExperimentStatus.RUNNING).select_related("project")
+    return CampaignForm(
+        post_data(request), projects=scoped(request, Project), templates=templates, experiments=running
+    )
 
 
 def _campaigns_page(request: HttpRequest, form: CampaignForm | None = None, *, status: int = 200) -> HttpResponse:
@@ -333,6 +344,8 @@ def campaigns(request: HttpRequest) -> HttpResponse:
                 segment=form.segment(),
                 items_per_customer=form.cleaned_data["items_per_customer"],
                 extra_inputs=form.cleaned_data["inputs"],
+                experiment=form.cleaned_data["experiment"],
+                landing_url=form.cleaned_data["landing_url"],
                 actor=request.user,
             )
         except DomainError as exc:
@@ -340,14 +353,25 @@ def campaigns(request: HttpRequest) -> HttpResponse:
                 form, exc, {"segment.countries": "countries", "segment.limit": "limit", "inputs": "inputs"}
             )
         else:
-            queued = campaign.recipients.filter(job__isnull=False).count()
-            messages.success(request, f"Campaign started: {queued} job{pluralize(queued)} queued.")
+            if campaign.is_experiment:
+                assigned = campaign.recipients.count()
+                started = ngettext(
+                    "Campaign started: %(assigned)d customer assigned an arm.",
+                    "Campaign started: %(assigned)d customers assigned an arm.",
+                    assigned,
+                ) % {"assigned": assigned}
+            else:
+                queued = campaign.recipients.filter(job__isnull=False).count()
+                started = ngettext(
+                    "Campaign started: %(queued)d job queued.", "Campaign started: %(queued)d jobs queued.", queued
+                ) % {"queued": queued}
+            messages.success(request, started)
             return redirect("recommendations:campaign", pk=campaign.pk)
     return _campaigns_page(request, form, status=form_status(form))
 
 
 def _get_campaign(request: HttpRequest, pk: Any) -> Campaign:
-    queryset = Campaign.objects.select_related("project", "template_version__template", "created_by")
+    queryset = Campaign.objects.select_related("project", "template_version__template", "created_by", "experiment")
     return scoped_or_404(request, queryset, pk=pk)
 
 

@@ -19,6 +19,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from generation.models import JobStatus
 from organizations.models import Membership, Role
+from sso.models import EmailDomain
+from tests.support.experiment_factories import AssignmentFactory, ExperimentFactory
 from tests.support.factories import ApiKeyFactory, InvitationFactory, MembershipFactory, ProjectFactory
 from tests.support.generation_factories import (
     BulkBatchFactory,
@@ -29,6 +31,7 @@ from tests.support.generation_factories import (
     WebhookDeliveryFactory,
 )
 from tests.support.invoice_factories import InvoiceFactory
+from tests.support.knowledge_factories import KnowledgeSourceFactory
 from tests.support.recommendation_factories import (
     CampaignRecipientFactory,
     CatalogItemFactory,
@@ -158,6 +161,12 @@ ACME_OBJECT_FACTORIES: dict[str, Callable[[Cast], models.Model]] = {
     "campaign": lambda cast: CampaignRecipientFactory(campaign__project=cast.project).campaign,
     "project-recommendations": lambda cast: cast.project,
     "invoice": lambda cast: InvoiceFactory(organization=cast.org),
+    "project-knowledge": lambda cast: cast.project,
+    "knowledge-source": lambda cast: KnowledgeSourceFactory(project=cast.project),
+    # Running, with an exposure: assign, outcomes and results have something to work on.
+    "experiment": lambda cast: AssignmentFactory(
+        experiment=ExperimentFactory(project=cast.project, status="running"), unit="acme-visitor"
+    ).experiment,
 }
 
 
@@ -206,6 +215,23 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any] | Callable[[], dict[str, Any]
     ("project-recommendations-recommendation-settings", "put"): {"exclude_purchased": False},
     ("project-recommendations-recommendation-settings", "patch"): {"exclude_purchased": False},
     ("subscription-list", "post"): {"plan": "pro"},
+    ("project-knowledge-knowledge", "post"): {"title": "Hijack", "text": "Hijacked facts."},
+    ("knowledge-source-detail", "patch"): {"title": "Hijacked"},
+    ("experiment-list", "post"): lambda: {
+        "project": str(_acme_project().pk),
+        "name": "Hijack",
+        "arms": [{"text": "Hijacked A"}, {"text": "Hijacked B"}],
+    },
+    ("experiment-detail", "put"): {"name": "Hijacked", "arms": [{"text": "Hijacked A"}, {"text": "Hijacked B"}]},
+    ("experiment-detail", "patch"): {"name": "Hijacked"},
+    ("experiment-outcomes", "post"): {"unit": "acme-visitor", "event": "click", "event_id": "hijack-1"},
+}
+
+
+#: Query parameters a GET route cannot answer 200 without (what a caller must always send).
+REQUIRED_QUERY: dict[str, dict[str, str]] = {
+    "experiment-assign": {"unit": "acme-visitor"},
+    "project-knowledge-knowledge-search": {"q": "rain jacket"},
 }
 
 
@@ -429,7 +455,9 @@ _acme_project_pk = _pk(lambda cast: cast.project)
 _acme_invoice = _pk(lambda cast: InvoiceFactory(organization=cast.org))
 _acme_recommendation_job = _pk(lambda cast: RecommendationJobFactory(project=cast.project))
 _acme_campaign = _pk(lambda cast: CampaignRecipientFactory(campaign__project=cast.project).campaign)
+_acme_experiment = _pk(lambda cast: ExperimentFactory(project=cast.project))
 _acme_member = _pk(lambda cast: MembershipFactory(organization=cast.org, role=Role.EDITOR))
+_acme_email_domain = _pk(lambda cast: EmailDomain.objects.create(organization=cast.org, domain="sweep.acme.example"))
 
 #: For each dashboard route that names an object, the URL arguments naming one of Acme's.
 #: A route missing here (and from ``UNSWEPT_DASHBOARD_ROUTES``) fails
@@ -451,6 +479,7 @@ ACME_DASHBOARD_OBJECTS: dict[str, Callable[[Cast], dict[str, Any]]] = {
     "generation:variant_feedback": _acme_variant,
     "generation:variant_regenerate": _acme_variant,
     "generation:brand_voice": _acme_project_pk,
+    "generation:project_models": _acme_project_pk,
     "generation:batch": _acme_batch,
     "generation:batch_progress": _acme_batch,
     "generation:batch_results": _acme_batch,
@@ -466,10 +495,24 @@ ACME_DASHBOARD_OBJECTS: dict[str, Callable[[Cast], dict[str, Any]]] = {
     "organizations:member-role": _acme_member,
     "organizations:member-remove": _acme_member,
     "organizations:invitation-revoke": _pk(lambda cast: InvitationFactory(organization=cast.org)),
+    "knowledge:project": _acme_project_pk,
+    "knowledge:source": _pk(lambda cast: KnowledgeSourceFactory(project=cast.project)),
+    "knowledge:delete": _pk(lambda cast: KnowledgeSourceFactory(project=cast.project)),
+    "experiments:detail": _acme_experiment,
+    "experiments:start": _acme_experiment,
+    "experiments:stop": _acme_experiment,
+    "experiments:conclude": _acme_experiment,
+    "sso:domain-verify": _acme_email_domain,
+    "sso:domain-remove": _acme_email_domain,
 }
 
 #: Dashboard routes with arguments that do not name a tenant's object, and why.
 UNSWEPT_DASHBOARD_ROUTES: dict[str, str] = {
+    "experiments:track": (
+        "public by design, named by a signed token rather than an id: the link in a customer's email or page "
+        "(tests/experiments/test_experiments_tracking.py: tampered and foreign tokens are refused)"
+    ),
+    "experiments:pixel": "the open-tracking twin of experiments:track, as public and signed",
     "organizations:invitation-accept": (
         "named by the invitation's secret token, not an id: the emailed link is meant to be opened by someone "
         "outside the organization, and only the invited email can accept (tests/platform/test_web_members.py)"

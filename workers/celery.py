@@ -23,7 +23,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 from django.conf import settings
 
 from workers.engine import get_engine
-from workers.heartbeat import WorkerBeat
+from workers.engines import occupancy
+from workers.heartbeat import GENERATION_QUEUE, WorkerBeat
 
 QUEUES = ("generation", "recommendation", "default")
 
@@ -95,6 +96,12 @@ app.conf.beat_schedule = {
     "close-billing-periods": {"task": "billing.close_periods", "schedule": 15 * 60.0},
     # Recommendation jobs whose task was never sent (a crash after commit) or whose worker vanished.
     "reconcile-recommendation-jobs": {"task": "recommendations.reconcile", "schedule": 5 * 60.0},
+    # Adaptive experiments' traffic shares and the automatic stop (experiments.services.review_experiment).
+    "review-running-experiments": {
+        "task": "experiments.review_running",
+        "schedule": settings.EXPERIMENTS_REVIEW_EVERY_S,
+        "options": {"queue": "default"},
+    },
 }
 
 
@@ -112,7 +119,10 @@ class Heartbeat(bootsteps.StartStopStep):
     def start(self, worker: object) -> None:
         consumed = app.amqp.queues.consume_from
         queues = sorted(q.name for q in consumed.values()) if consumed else []
-        self.heartbeat = WorkerBeat(worker.hostname, queues, settings.LOOM_MODEL)  # type: ignore[attr-defined]
+        self.heartbeat = WorkerBeat(
+            worker.hostname, queues, settings.LOOM_MODEL,  # type: ignore[attr-defined]
+            engines=occupancy if GENERATION_QUEUE in queues else None,
+        )
         self.heartbeat.send()
         if self.heartbeat.needs_model:
             # Load the model now, not inside the first job (the first start converts the GGUF file).

@@ -21,6 +21,8 @@ import logging
 import queue
 import threading
 import time
+import weakref
+from collections import OrderedDict
 from concurrent.futures import Future
 from typing import Any
 
@@ -110,6 +112,116 @@ def token_masks(loaded: LoadedModel) -> grammar.TokenMasks:
     return grammar.masks_for(loaded.tokenizer, vocab_size, sorted(loaded.eos_token_ids))
 
 
+#: Prompt prefixes shorter than this are computed with their prompt: a cached one saves less than it costs.
+PREFIX_MIN_TOKENS = 16
+
+
+class PrefixCache:
+    """Key/value tensors of prompt prefixes that many requests share, computed once per model.
+
+    A job's prompt is the same system message (template, brand voice, approved examples) followed by
+    what differs (the brief): with the prefix cached, admitting a request computes only its brief and
+    the assistant's turn. vLLM and SGLang do the same on servers (automatic prefix caching, radix
+    attention); this is the in-process engine's version, at message granularity: the prefix is every
+    message but the last, so a template's prefix is found by a dictionary lookup, not a token trie.
+
+    Each prefix is computed alone (batch of one, no padding), so a row's numbers never depend on what
+    it was admitted with, and a seed gives the same text with or without company. Bounded by bytes
+    (``LOOM_PREFIX_CACHE_MB``), least recently used first out. Used by the engine thread only.
+    """
+
+    def __init__(self, loaded: LoadedModel, *, max_bytes: int) -> None:
+        self.loaded = loaded
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = self.misses = 0
+        self._entries: OrderedDict[tuple[int, ...], tuple[list[tuple[Any, Any]], int]] = OrderedDict()
+
+    def split(self, messages: list[dict[str, str]]) -> tuple[list[int], list[int]]:
+        """(shared prefix, rest) of the prompt's token ids; the prefix is empty when there is none to share."""
+        tokenizer = self.loaded.tokenizer
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if self.max_bytes <= 0 or len(messages) < 2:
+            return [], ids
+        head = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=False, tokenize=False)
+        if not prompt.startswith(head):
+            return [], ids
+        prefix = tokenizer(head, add_special_tokens=False)["input_ids"]
+        # A prefix is only shareable where tokenizing it alone gives the prompt's own first tokens
+        # (a merge across the boundary would change them), and when it leaves something to compute.
+        if len(prefix) < PREFIX_MIN_TOKENS or len(prefix) >= len(ids) or ids[: len(prefix)] != prefix:
+            return [], ids
+        return prefix, ids[len(prefix) :]
+
+    def get(self, prefix: list[int]) -> list[tuple[Any, Any]] | None:
+        """Per layer (keys, values) of ``prefix``, [1, heads, len, dim]; computed now if not cached."""
+        if not prefix:
+            return None
+        key = tuple(prefix)
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return found[0]
+        self.misses += 1
+        layers = self._compute(prefix)
+        size = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in layers)
+        if size <= self.max_bytes:
+            self._entries[key] = (layers, size)
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self.bytes -= dropped
+        return layers
+
+    def _compute(self, prefix: list[int]) -> list[tuple[Any, Any]]:
+        import torch  # heavy: loaded only by a worker that runs a real model
+
+        ids = torch.tensor([prefix], device=self.loaded.device)
+        with torch.inference_mode():
+            out = self.loaded.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        return [(layer.keys, layer.values) for layer in out.cache.layers]
+
+
+_prefix_caches: weakref.WeakKeyDictionary[Any, PrefixCache] = weakref.WeakKeyDictionary()
+_prefix_caches_lock = threading.Lock()
+
+
+def prefixes_for(loaded: LoadedModel) -> PrefixCache:
+    """The model's prefix cache (one per loaded model, whichever batch or engine uses it)."""
+    with _prefix_caches_lock:
+        found = _prefix_caches.get(loaded.model)
+        if found is None:
+            found = _prefix_caches[loaded.model] = PrefixCache(
+                loaded, max_bytes=settings.LOOM_PREFIX_CACHE_MB * 1024 * 1024
+            )
+        return found
+
+
+def _prefix_batch_cache(loaded: LoadedModel, prefixes: list[list[tuple[Any, Any]] | None], length: int) -> Any:
+    """A batch's cache holding each row's prefix, left-padded to ``length`` (zeros, masked out)."""
+    import torch  # heavy: loaded only by a worker that runs a real model
+    from transformers import DynamicCache  # as torch above
+
+    template = next(p for p in prefixes if p is not None)
+    layers = []
+    for index, (keys, values) in enumerate(template):
+        row_keys, row_values = [], []
+        for prefix in prefixes:
+            if prefix is None:
+                shape = (1, keys.shape[1], length, keys.shape[3])
+                row_keys.append(keys.new_zeros(shape))
+                row_values.append(values.new_zeros(shape))
+                continue
+            k, v = prefix[index]
+            pad = length - k.shape[2]
+            row_keys.append(torch.nn.functional.pad(k, (0, 0, pad, 0)) if pad else k)
+            row_values.append(torch.nn.functional.pad(v, (0, 0, pad, 0)) if pad else v)
+        layers.append((torch.cat(row_keys), torch.cat(row_values)))
+    return DynamicCache(ddp_cache_data=layers, config=loaded.model.config)
+
+
 class ActiveBatch:
     """The rows being decoded together, with their shared KV cache.
 
@@ -136,17 +248,32 @@ class ActiveBatch:
     def admit(self, items: list[tuple[GenerationRequest, Future[GenerationResult]]]) -> None:
         import torch  # heavy: loaded only by a worker that runs a real model
 
-        tokenizer, model, device = self.loaded.tokenizer, self.loaded.model, self.loaded.device
-        prompts = [
-            tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False) for r, _ in items
-        ]
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-        input_ids = encoded["input_ids"].to(device)
-        attention = encoded["attention_mask"].to(device)
-        positions = (attention.cumsum(dim=-1) - 1).clamp(min=0)
+        model, device = self.loaded.model, self.loaded.device
+        encoded = [prefixes_for(self.loaded).split(r.messages) for r, _ in items]
+        # Each row's shared prefix (system prompt, brand voice, examples) comes from the prefix cache;
+        # only the rest of its prompt is computed here. The batch's cache is laid out
+        # [padding | prefix | padding | suffix] per row, the padding masked out.
+        prefix_kv = [prefixes_for(self.loaded).get(prefix) for prefix, _ in encoded]
+        longest_prefix = max(len(prefix) for prefix, _ in encoded)
+        longest_suffix = max(len(suffix) for _, suffix in encoded)
+        pad_id = self.loaded.tokenizer.pad_token_id or 0
+        input_ids = torch.tensor(
+            [[pad_id] * (longest_suffix - len(suffix)) + suffix for _, suffix in encoded], device=device
+        )
+        attention = torch.tensor(
+            [
+                [0] * (longest_prefix - len(prefix)) + [1] * len(prefix)
+                + [0] * (longest_suffix - len(suffix)) + [1] * len(suffix)
+                for prefix, suffix in encoded
+            ],
+            device=device,
+        )
+        positions = ((attention.cumsum(dim=-1) - 1).clamp(min=0))[:, longest_prefix:]
+        cache = _prefix_batch_cache(self.loaded, prefix_kv, longest_prefix) if longest_prefix else None
         with torch.inference_mode():
             out = model(
-                input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True, logits_to_keep=1
+                input_ids=input_ids, attention_mask=attention, position_ids=positions, cache=cache, use_cache=True,
+                logits_to_keep=1,
             )
         rows = []
         started = time.perf_counter()
@@ -326,6 +453,7 @@ class BatchEngine:
         self.max_batch = max_batch
         self.window_s = window_s
         self._queue: queue.Queue[tuple[GenerationRequest, Future[GenerationResult]]] = queue.Queue()
+        self._running = 0  # rows in the batch, written by the engine thread only
         self._thread = threading.Thread(target=self._loop, name="generation-engine", daemon=True)
         self._thread.start()
 
@@ -343,6 +471,11 @@ class BatchEngine:
         futures = [self.submit(r) for r in requests]
         return [f.result() for f in futures]
 
+    def occupancy(self) -> dict[str, Any]:
+        """How full the batch is: rows decoding, requests waiting for a row, rows at most (the heartbeat sends it)."""
+        return {"kind": "inprocess", "model": self.loaded.name, "running": self._running,
+                "waiting": self._queue.qsize(), "capacity": self.max_batch}
+
     def _loop(self) -> None:
         batch = ActiveBatch(self.loaded)
         while True:
@@ -356,11 +489,13 @@ class BatchEngine:
                         for _, future in newcomers:
                             if not future.done():
                                 future.set_exception(exc)
+                self._running = len(batch)
                 if batch:
                     batch.step()
             except Exception as exc:  # a failed step fails its rows, never the engine
                 logger.exception("generation step of %d rows failed", len(batch))
                 batch.fail(exc)
+            self._running = len(batch)
 
     def _take(self, *, idle: bool, room: int) -> list[tuple[GenerationRequest, Future[GenerationResult]]]:
         """Requests to admit now: block (then wait a short window) when idle, else only what is queued."""
@@ -385,6 +520,11 @@ class BatchEngine:
 
 _engine_lock = threading.Lock()
 _engine: BatchEngine | StubEngine | None = None
+
+
+def loaded_engine() -> BatchEngine | StubEngine | None:
+    """The process-wide engine if it was made, without making it (the heartbeat reports how full it is)."""
+    return _engine
 
 
 def get_engine() -> BatchEngine | StubEngine:

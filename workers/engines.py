@@ -51,6 +51,20 @@ def engine_for(backend: Backend | None) -> Any:
         return engine
 
 
+def occupancy() -> list[dict[str, Any]]:
+    """How full each engine this process made is: ``kind``, ``model``, ``running``, ``waiting``, ``capacity``.
+
+    The worker's heartbeat sends it (``workers.celery.Heartbeat``) and /metrics reads it from there. Only
+    this process's engines: a prefork worker's children keep theirs (generation workers run threads).
+    """
+    with _engines_lock:
+        made = list(_engines.values())
+    if (configured := batch_engine.loaded_engine()) is not None:
+        made.append(configured)  # loaded by the heartbeat's warm-up, before any job asked engine_for
+    unique = {id(engine): engine for engine in made}
+    return [engine.occupancy() for engine in unique.values() if hasattr(engine, "occupancy")]
+
+
 def _make(backend: Backend | None) -> Any:
     if backend is None:
         return batch_engine.get_engine()

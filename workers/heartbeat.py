@@ -48,6 +48,7 @@ def beat(
     *,
     ready: dict[str, bool] | None = None,
     model: dict[str, Any] | None = None,
+    engines: list[dict[str, Any]] | None = None,
     url: str | None = None,
 ) -> None:
     """Record ``hostname`` as live for the heartbeat TTL.
@@ -55,6 +56,7 @@ def beat(
     ``ready``: per consumed queue, whether the worker can run its tasks now (default: all of them).
     ``model``: the generation model's ``name``, ``state`` (``loading``/``loaded``/``failed``) and
     ``started_at`` (Unix time the load began), for a worker that serves one.
+    ``engines``: how full each of its generation engines is (``workers.engines.occupancy``), for /metrics.
     """
     payload: dict[str, Any] = {
         "hostname": hostname,
@@ -64,6 +66,8 @@ def beat(
     }
     if model is not None:
         payload["model"] = model
+    if engines:
+        payload["engines"] = engines
     _client(url).set(_key_prefix() + hostname, json.dumps(payload), ex=settings.WORKER_HEARTBEAT_TTL_S)
 
 
@@ -80,9 +84,13 @@ class WorkerBeat:
     at once, so readiness flips the moment it is in and not at the next tick.
     """
 
-    def __init__(self, hostname: str, queues: list[str], model_name: str) -> None:
+    def __init__(
+        self, hostname: str, queues: list[str], model_name: str,
+        engines: Callable[[], list[dict[str, Any]]] | None = None,
+    ) -> None:
         self.hostname = hostname
         self.queues = queues
+        self.engines = engines
         self.stopped = False
         self._sending = threading.Lock()  # the timer and the warm-up thread both send
         self.model: dict[str, Any] | None = None
@@ -97,9 +105,10 @@ class WorkerBeat:
         model = self.model  # replaced whole by warm_up's thread, never changed in place
         loaded = model is None or model["state"] == "loaded"
         ready = {queue: loaded or queue != GENERATION_QUEUE for queue in self.queues}
+        engines = self.engines() if self.engines is not None else None
         with self._sending:
             if not self.stopped:  # a warm-up ending after shutdown must not bring the heartbeat back
-                beat(self.hostname, self.queues, ready=ready, model=model)
+                beat(self.hostname, self.queues, ready=ready, model=model, engines=engines)
 
     def warm_up(self, load: Callable[[], object]) -> None:
         """Run ``load`` (the process's engine), then record whether it worked and beat."""

@@ -172,6 +172,17 @@ class OpenAIEngine:
 
     # --- the engine interface ---------------------------------------------------------------
 
+    def occupancy(self) -> dict[str, Any]:
+        """Requests streaming, waiting for a connection, and connections at most (the heartbeat sends it)."""
+        with self._calls_lock:
+            in_flight = len(self._calls)
+        return {
+            # The served model's name; never the base URL, which may carry credentials.
+            "kind": "openai", "model": self.backend.model or "default",
+            "running": min(in_flight, self.max_concurrency), "waiting": max(in_flight - self.max_concurrency, 0),
+            "capacity": self.max_concurrency,
+        }
+
     def submit(self, request: GenerationRequest) -> Future[GenerationResult]:
         call = _Call(request=request, future=Future(), started=time.perf_counter())
         with self._calls_lock:

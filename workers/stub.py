@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from django.conf import settings
 
@@ -99,14 +101,31 @@ class StubEngine:
     def __init__(self, *, token_s: float, faults: bool = False, max_concurrent: int = MAX_CONCURRENT_REQUESTS):
         self.token_s = token_s
         self.faults = faults
+        self.max_concurrent = max_concurrent
         self._pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="stub-generation")
+        self._in_flight = 0
+        self._counting = threading.Lock()
 
     @classmethod
     def from_settings(cls) -> StubEngine:
         return cls(token_s=settings.LOOM_STUB_TOKEN_S, faults=faults_enabled())
 
     def submit(self, request: GenerationRequest) -> Future[GenerationResult]:
-        return self._pool.submit(generate, request, token_s=self.token_s, faults=self.faults)
+        with self._counting:
+            self._in_flight += 1
+        future = self._pool.submit(generate, request, token_s=self.token_s, faults=self.faults)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _: Future[GenerationResult]) -> None:
+        with self._counting:
+            self._in_flight -= 1
+
+    def occupancy(self) -> dict[str, Any]:
+        """Requests generating, waiting for a thread, and threads at most (the heartbeat sends it)."""
+        in_flight = self._in_flight
+        return {"kind": "stub", "model": "stub", "running": min(in_flight, self.max_concurrent),
+                "waiting": max(in_flight - self.max_concurrent, 0), "capacity": self.max_concurrent}
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         futures = [self.submit(r) for r in requests]

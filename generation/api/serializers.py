@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -27,7 +28,7 @@ from generation.models import (
 from generation.services import VARIABLE_TYPES
 
 #: The generation parameters of a job or a bulk batch; omitted ones take the service's defaults.
-PARAMETER_NAMES = ("num_variants", "max_new_tokens", "temperature", "top_p", "seed", "model")
+PARAMETER_NAMES = ("num_variants", "max_new_tokens", "temperature", "top_p", "seed", "model", "language")
 
 
 
@@ -101,6 +102,10 @@ class GenerationParameters(serializers.Serializer[Any]):
         required=False, allow_null=True, allow_blank=True, max_length=limits.MAX_SLUG_LENGTH,
         help_text="A model's slug (GET /api/v1/models/). Default: the template's, the project's or the global default.",
     )
+    language = serializers.ChoiceField(
+        choices=settings.CONTENT_LANGUAGES, required=False,
+        help_text="The language the copy is written in (checked on every output). Default: the project's.",
+    )
 
     def to_internal_value(self, data: Any) -> Any:
         try:
@@ -135,6 +140,7 @@ class TemplateVersionSerializer(serializers.ModelSerializer[TemplateVersion]):
             "prompt",
             "constraints",
             "default_max_new_tokens",
+            "knowledge_token_budget",
             "changelog",
             "created_at",
         ]
@@ -189,6 +195,15 @@ class TemplateVersionCreateSerializer(serializers.Serializer[Any]):
     )
     default_max_new_tokens = serializers.IntegerField(
         default=limits.DEFAULT_TEMPLATE_MAX_NEW_TOKENS, help_text=f"1..{limits.max_new_tokens()}"
+    )
+    knowledge_token_budget = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=0,
+        max_value=limits.MAX_KNOWLEDGE_TOKEN_BUDGET,
+        help_text="Tokens of project knowledge retrieved into each prompt (null: the installation's "
+        "KNOWLEDGE_TOKEN_BUDGET; 0: none).",
     )
     changelog = serializers.CharField(
         max_length=limits.MAX_CHANGELOG_LENGTH, required=False, allow_blank=True, default=""
@@ -256,13 +271,20 @@ CONSTRAINT_CHECK: dict[str, Any] = {
             "description": "min_chars, max_chars, min_words, max_words, required_phrase, banned_phrase; "
             "truncated (the model stopped at the token limit or the deadline: always failed); for a "
             'template\'s fields, field_present and field_<limit> of one labelled line ("Headline: ..."), '
-            "and only_fields (no other lines).",
+            "and only_fields (no other lines); facts (prices, numbers and specs the brief and knowledge do not "
+            "support; a hard check) and unsupported_statements (names and statements they do not support; "
+            "soft: it flags, never fails).",
         },
         "expected": {"description": "The rule's value: a limit, a phrase, the field labels."},
         "actual": {"description": "What the text had: a length, whether a phrase is present, other lines."},
         "passed": {"type": "boolean"},
         "field": {"type": "string", "description": "The field's label, for a field's checks."},
         "finish_reason": {"type": "string", "description": "Why the model stopped, for truncated."},
+        "soft": {"type": "boolean", "description": "A flag that never fails the text (constraints_passed ignores it)."},
+        "claims": {
+            "type": "array", "items": {"type": "string"},
+            "description": "The unsupported claims, for facts and unsupported_statements.",
+        },
     },
     "required": ["constraint", "expected", "actual", "passed"],
     "additionalProperties": True,
@@ -271,6 +293,52 @@ CONSTRAINT_CHECK: dict[str, Any] = {
 
 @extend_schema_field({"type": "array", "items": CONSTRAINT_CHECK})
 class ConstraintReportField(serializers.JSONField):
+    pass
+
+
+FACT_CHECK: dict[str, Any] = {
+    "type": "object",
+    "description": "The claims of the model's text (generation.factcheck) and what supports each: the brief "
+    "(the job's inputs) or a retrieved knowledge chunk. Empty for a withheld variant.",
+    "properties": {
+        "claims": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "text": {"type": "string", "description": "The claim as the text words it."},
+                    "kind": {
+                        "type": "string",
+                        "enum": ["price", "percentage", "measurement", "number", "date", "product", "feature"],
+                    },
+                    "value": {
+                        "type": "string", "nullable": True,
+                        "description": "Normalized value (\"25 USD\", \"30%\", \"2025-03-03\"); null for a statement.",
+                    },
+                    "supported": {"type": "boolean"},
+                    "source": {
+                        "type": "string", "nullable": True,
+                        "description": "\"brief\", or the id of the knowledge chunk that supports it; null "
+                        "when none does.",
+                    },
+                    "evidence": {"type": "string", "description": "The supporting sentence of the source."},
+                    "hard": {
+                        "type": "boolean",
+                        "description": "Prices, numbers, specs and dates: unsupported, they fail the facts check.",
+                    },
+                },
+                "required": ["text", "kind", "value", "supported", "source", "hard"],
+            },
+        },
+        "supported": {"type": "integer"},
+        "unsupported_hard": {"type": "integer", "description": "Unsupported numeric claims (the facts check fails)."},
+        "unsupported_soft": {"type": "integer", "description": "Unsupported names and statements (flagged)."},
+    },
+}
+
+
+@extend_schema_field(FACT_CHECK)
+class FactCheckField(serializers.JSONField):
     pass
 
 
@@ -294,6 +362,7 @@ class VariantSerializer(serializers.ModelSerializer[Variant]):
     )
     withheld_reason = serializers.CharField(read_only=True, help_text="Why it was withheld; empty otherwise.")
     moderation = JSONObjectField(read_only=True, help_text="The output moderation's verdict; empty when none ran.")
+    fact_check = FactCheckField(read_only=True)
 
     class Meta:
         model = Variant
@@ -316,6 +385,7 @@ class VariantSerializer(serializers.ModelSerializer[Variant]):
             "withheld_reason",
             "brand_fit",
             "moderation",
+            "fact_check",
             "rating",
             "approved",
             "approved_at",
@@ -365,6 +435,7 @@ class JobSerializer(serializers.ModelSerializer[GenerationJob]):
             "temperature",
             "top_p",
             "seed",
+            "language",
             "batch",
             "batch_line",
             "prompt_tokens",
@@ -407,6 +478,11 @@ class JobCreateSerializer(GenerationParameters):
         required=False, allow_null=True, min_value=1, max_value=2**31 - 1, help_text="Default: the latest."
     )
     inputs = JSONObjectField(default=dict, help_text="Variable name -> value, as the template declares them.")
+    knowledge_filters = JSONObjectField(
+        required=False,
+        help_text='Which project knowledge the prompt may draw on: {"kind": [...], "sku": [...], "language": "en", '
+        '"tags": [...]}, each optional (a SKU filter keeps knowledge tied to no product).',
+    )
 
 
 class JobFilterSerializer(serializers.Serializer[Any]):

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db.models import Prefetch, Q, QuerySet
 from django.http import HttpResponse, HttpResponseBase
+from django.utils.translation import gettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -122,7 +123,9 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
     def add_version(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         template = self.get_object()
         if template.is_builtin:
-            raise Forbidden("Built-in templates are read-only; create your own template instead.", code="builtin")
+            raise Forbidden(
+                gettext("Built-in templates are read-only; create your own template instead."), code="builtin"
+            )
         data = validated(TemplateVersionCreateSerializer, request.data).validated_data
         version = services.add_template_version(actor=self.actor, template=template, **data)
         return Response(TemplateVersionSerializer(version).data, status=status.HTTP_201_CREATED)
@@ -252,6 +255,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
             actor=self.actor,
             api_key=self.tenant.api_key,
             idempotency_key=request.headers.get("Idempotency-Key", ""),
+            knowledge_filters=data.get("knowledge_filters"),
         )
         if created:
             # Answered from the job just made: it has no variants yet, and its version (with the template)

@@ -6,36 +6,38 @@ import time
 from typing import Any
 
 from django import template
+from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy, ngettext, pgettext_lazy
 
 register = template.Library()
 
 _LIMITS = {
-    "min_chars": ("At least {} characters", "{} characters"),
-    "max_chars": ("At most {} characters", "{} characters"),
-    "min_words": ("At least {} words", "{} words"),
-    "max_words": ("At most {} words", "{} words"),
+    "min_chars": (gettext_lazy("At least {} characters"), gettext_lazy("{} characters")),
+    "max_chars": (gettext_lazy("At most {} characters"), gettext_lazy("{} characters")),
+    "min_words": (gettext_lazy("At least {} words"), gettext_lazy("{} words")),
+    "max_words": (gettext_lazy("At most {} words"), gettext_lazy("{} words")),
 }
 
 FINISH_REASONS = {
-    "stop": "Finished",
-    "length": "Hit the token limit",
-    "canceled": "Canceled",
-    "deadline": "Stopped at the deadline",
-    "blocked": "Withheld",
+    "stop": gettext_lazy("Finished"),
+    "length": gettext_lazy("Hit the token limit"),
+    "canceled": gettext_lazy("Canceled"),
+    "deadline": gettext_lazy("Stopped at the deadline"),
+    "blocked": gettext_lazy("Withheld"),
 }
 
 CATEGORY_LABELS = {
-    "ecommerce": "E-commerce",
-    "ads": "Ads",
-    "email": "Email",
-    "social": "Social",
-    "blog": "Blog",
+    "ecommerce": gettext_lazy("E-commerce"),
+    "ads": gettext_lazy("Ads"),
+    "email": pgettext_lazy("template category", "Email"),
+    "social": gettext_lazy("Social"),
+    "blog": gettext_lazy("Blog"),
     "seo": "SEO",
     "pr": "PR",
-    "support": "Support",
-    "custom": "Custom",
-    "general": "General",
+    "support": gettext_lazy("Support"),
+    "custom": gettext_lazy("Custom"),
+    "general": gettext_lazy("General"),
 }
 
 STATUS_BADGES = {
@@ -51,6 +53,10 @@ def _number(value: Any) -> Any:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+def _language_name(code: Any) -> str:
+    return str(dict(settings.CONTENT_LANGUAGES).get(code, code))
+
+
 @register.filter
 def constraint_rule(entry: dict[str, Any]) -> str:
     """One line of a variant's constraint report, as a rule: "At most 60 characters", "Headline: at most 30…"."""
@@ -58,17 +64,24 @@ def constraint_rule(entry: dict[str, Any]) -> str:
     if name in _LIMITS:
         return _LIMITS[name][0].format(_number(expected))
     if name == "truncated":
-        return "Complete (not cut off)"
+        return gettext("Complete (not cut off)")
     if name == "field_present":
-        return f"Has a “{entry.get('field')}:” line"
+        return gettext("Has a “%(field)s:” line") % {"field": entry.get("field")}
     if isinstance(name, str) and name.startswith("field_") and name[6:] in _LIMITS:
         return f"{entry.get('field')}: " + _LIMITS[name[6:]][0].format(_number(expected)).lower()
     if name == "only_fields":
-        return "Nothing but the " + ", ".join(f"“{label}:”" for label in expected or []) + " lines"
+        labels = gettext(", ").join(f"“{label}:”" for label in expected or [])
+        return gettext("Nothing but the %(labels)s lines") % {"labels": labels}
     if name == "required_phrase":
-        return f"Contains “{expected}”"
+        return gettext("Contains “%(phrase)s”") % {"phrase": expected}
     if name == "banned_phrase":
-        return f"Avoids “{expected}”"
+        return gettext("Avoids “%(phrase)s”") % {"phrase": expected}
+    if name == "facts":
+        return gettext("Prices, numbers and specs found in the brief or knowledge")
+    if name == "unsupported_statements":
+        return gettext("Names and statements found in the brief or knowledge (a flag, not a failure)")
+    if name == "language":
+        return gettext("Written in %(language)s") % {"language": _language_name(expected)}
     return str(name)
 
 
@@ -79,17 +92,30 @@ def constraint_actual(entry: dict[str, Any]) -> str:
     if name in _LIMITS:
         return _LIMITS[name][1].format(_number(actual))
     if name == "truncated":
-        return FINISH_REASONS.get(entry.get("finish_reason", ""), "cut off").lower() if actual else "complete"
+        if not actual:
+            return gettext("complete")
+        reason = str(FINISH_REASONS.get(entry.get("finish_reason", ""), gettext("cut off")))
+        return reason[:1].lower() + reason[1:]  # only the capital: a translation may hold a name ("Token")
     if name == "field_present":
-        return "found" if actual else "missing"
+        return gettext("found") if actual else gettext("missing")
     if isinstance(name, str) and name.startswith("field_") and name[6:] in _LIMITS:
         return _LIMITS[name[6:]][1].format(_number(actual))
     if name == "only_fields":
-        return f"{actual} other line{'' if actual == 1 else 's'}" if actual else "nothing else"
+        if not actual:
+            return gettext("nothing else")
+        return ngettext("%(count)s other line", "%(count)s other lines", actual) % {"count": actual}
     if name == "required_phrase":
-        return "found" if actual else "missing"
+        return gettext("found") if actual else gettext("missing")
     if name == "banned_phrase":
-        return "present" if actual else "absent"
+        return gettext("present") if actual else gettext("absent")
+    if name in ("facts", "unsupported_statements"):
+        if not actual:
+            return gettext("all supported")
+        return gettext("%(count)s unsupported") % {"count": actual}
+    if name == "language":
+        if entry.get("undetermined") or actual is None:
+            return gettext("too short to tell")
+        return _language_name(actual)
     return str(actual)
 
 
@@ -102,23 +128,24 @@ def constraint_rules(constraints: dict[str, Any] | None) -> list[str]:
         for name in ("min_chars", "max_chars", "min_words", "max_words")
         if constraints.get(name) is not None
     ]
-    rules += [f"Contains “{p}”" for p in constraints.get("required_phrases") or []]
-    rules += [f"Avoids “{p}”" for p in constraints.get("banned_phrases") or []]
+    rules += [gettext("Contains “%(phrase)s”") % {"phrase": p} for p in constraints.get("required_phrases") or []]
+    rules += [gettext("Avoids “%(phrase)s”") % {"phrase": p} for p in constraints.get("banned_phrases") or []]
     for field in constraints.get("fields") or []:
         set_limits = [name for name in _LIMITS if field.get(name) is not None]
         limits = [_LIMITS[name][0].format(_number(field[name])).lower() for name in set_limits]
-        rules.append(f"A “{field['label']}:” line" + (f", {', '.join(limits)}" if limits else ""))
+        line = gettext("A “%(label)s:” line") % {"label": field["label"]}
+        rules.append(line + (gettext(", ") + gettext(", ").join(limits) if limits else ""))
     return rules
 
 
 @register.filter
 def category_label(category: str) -> str:
-    return CATEGORY_LABELS.get(category, category.replace("-", " ").replace("_", " ").capitalize())
+    return str(CATEGORY_LABELS.get(category, category.replace("-", " ").replace("_", " ").capitalize()))
 
 
 @register.filter
 def finish_reason_label(reason: str) -> str:
-    return FINISH_REASONS.get(reason, reason or "—")
+    return str(FINISH_REASONS.get(reason, reason or "—"))
 
 
 @register.filter
@@ -161,7 +188,9 @@ def input_rows(job: Any) -> list[tuple[str, Any]]:
 
 def _seconds(seconds: float) -> str:
     seconds = max(0, round(seconds))
-    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60} s"
+    if seconds < 60:
+        return gettext("%(seconds)s s") % {"seconds": seconds}
+    return gettext("%(minutes)s min %(seconds)s s") % {"minutes": seconds // 60, "seconds": seconds % 60}
 
 
 @register.filter
@@ -198,8 +227,25 @@ def rating_scale() -> list[int]:
 
 @register.filter
 def report_passed(report: list[dict[str, Any]] | None) -> bool:
-    """Whether every check of a constraint report passed (an empty report passes nothing to show)."""
-    return all(entry.get("passed") for entry in report or [])
+    """Whether every hard check of a constraint report passed (an empty report passes nothing to show);
+    a soft check (unsupported statements) only flags."""
+    return all(entry.get("passed") for entry in report or [] if not entry.get("soft"))
+
+
+@register.filter
+def claim_source(claim: dict[str, Any], grounding: list[dict[str, Any]] | None) -> str:
+    """What supports a fact-check claim, for its hover: "Brief: …", "<document title>: …", or why nothing does."""
+    if not claim.get("supported"):
+        if claim.get("hard"):
+            return gettext("Not in the brief or the project's knowledge: check it before publishing.")
+        return gettext("Nothing in the brief or the project's knowledge says this.")
+    if claim.get("source") == "brief":
+        where = gettext("Brief")
+    else:
+        chunk = next((c for c in grounding or [] if str(c.get("id")) == str(claim.get("source"))), None)
+        where = str(chunk.get("source") or gettext("Knowledge")) if chunk else gettext("Knowledge")
+    evidence = claim.get("evidence") or ""
+    return f"{where}: {evidence}" if evidence else where
 
 
 @register.filter

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from apikeys.models import ApiKey, Scope
 from organizations.models import Organization
@@ -11,14 +12,20 @@ from projects.models import Project
 
 class ApiKeyForm(forms.Form):
     name = forms.CharField(
+        label=_("Name"),
         max_length=ApiKey._meta.get_field("name").max_length,
-        widget=forms.TextInput(attrs={"placeholder": "Website generator"}),
-        help_text="Something that tells you later where this key is used.",
+        widget=forms.TextInput(attrs={"placeholder": _("Website generator")}),
+        help_text=_("Something that tells you later where this key is used."),
     )
-    scope = forms.ChoiceField(choices=Scope.choices, initial=Scope.READ.value, widget=forms.RadioSelect)
+    scope = forms.ChoiceField(
+        label=_("Scope"),
+        choices=Scope.choices,
+        initial=Scope.READ.value,
+        widget=forms.RadioSelect,
+    )
     project = forms.ModelChoiceField(
-        queryset=Project.objects.none(), required=False, empty_label="All projects",
-        label="Project restriction", help_text="A restricted key can only reach this project.",
+        queryset=Project.objects.none(), required=False, empty_label=_("All projects"),
+        label=_("Project restriction"), help_text=_("A restricted key can only reach this project."),
     )
 
     def __init__(self, *args: Any, organization: Organization, **kwargs: Any) -> None:

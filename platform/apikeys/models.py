@@ -5,14 +5,15 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from organizations.models import Role
 from organizations.tenancy import Tenant
 
 
 class Scope(models.TextChoices):
-    READ = "read", "Read only"
-    WRITE = "write", "Read and write"
+    READ = "read", _("Read only")
+    WRITE = "write", _("Read and write")
 
 
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from apikeys.models import ApiKey, Scope
 from audit.services import record
@@ -59,22 +60,36 @@ def create_api_key(
     require_role(actor, organization, Role.ADMIN)
     name = (name or "").strip()
     if not name:
-        raise InvalidInput("Give the key a name so you can recognise it later.", code="name_required")
+        raise InvalidInput(gettext("Give the key a name so you can recognise it later."), code="name_required")
     if scope not in Scope.values:
-        raise InvalidInput(f"Scope must be one of {', '.join(Scope.values)}.", code="invalid_scope")
+        raise InvalidInput(
+            gettext("Scope must be one of %(join)s.") % {"join": ", ".join(Scope.values)}, code="invalid_scope"
+        )
     if project is not None and project.organization_id != organization.pk:
-        raise InvalidInput("That project is not in this organization.", code="invalid_project")
+        raise InvalidInput(gettext("That project is not in this organization."), code="invalid_project")
     if expires_at is not None and expires_at <= timezone.now():
-        raise InvalidInput("The expiry date must be in the future.", code="invalid_expiry")
+        raise InvalidInput(gettext("The expiry date must be in the future."), code="invalid_expiry")
     prefix = _new_prefix()
     raw_key = f"{settings.API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(_SECRET_BYTES)}"
     api_key = ApiKey.objects.create(
-        organization=organization, project=project, name=name, scope=scope, prefix=prefix,
-        secret_hash=hash_secret(raw_key), created_by=actor, expires_at=expires_at,
+        organization=organization,
+        project=project,
+        name=name,
+        scope=scope,
+        prefix=prefix,
+        secret_hash=hash_secret(raw_key),
+        created_by=actor,
+        expires_at=expires_at,
     )
     record(
-        "api_key.created", organization=organization, actor=actor, target=api_key, name=name, scope=scope,
-        project=str(project.pk) if project else None, prefix=prefix,
+        "api_key.created",
+        organization=organization,
+        actor=actor,
+        target=api_key,
+        name=name,
+        scope=scope,
+        project=str(project.pk) if project else None,
+        prefix=prefix,
     )
     return IssuedKey(api_key=api_key, secret=raw_key)
 
@@ -83,7 +98,7 @@ def parse_key(raw_key: str) -> str | None:
     """Return the lookup prefix of a well-formed key, else None."""
     if not raw_key.startswith(settings.API_KEY_PREFIX):
         return None
-    match = _KEY_BODY_RE.fullmatch(raw_key[len(settings.API_KEY_PREFIX):])
+    match = _KEY_BODY_RE.fullmatch(raw_key[len(settings.API_KEY_PREFIX) :])
     return match.group(1) if match else None
 
 
@@ -138,7 +153,7 @@ def revoke_api_key(*, actor: User, api_key: ApiKey) -> ApiKey:
     require_role(actor, api_key.organization, Role.ADMIN)
     api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
     if api_key.revoked_at is not None:
-        raise Conflict("This key is already revoked.", code="already_revoked")
+        raise Conflict(gettext("This key is already revoked."), code="already_revoked")
     api_key.revoked_at = timezone.now()
     api_key.revoked_by = actor
     api_key.save(update_fields=["revoked_at", "revoked_by"])

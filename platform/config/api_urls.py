@@ -9,6 +9,7 @@ from apikeys.api.views import ApiKeyViewSet
 from billing.api.invoices import InvoiceViewSet
 from billing.api.usage import SubscriptionViewSet, UsageViewSet
 from config.api_views import MeView
+from experiments.api.views import ExperimentViewSet
 from generation.api.serving import ProjectGenerationSettingsViewSet, ServingModelViewSet
 from generation.api.views import (
     BulkBatchViewSet,
@@ -19,6 +20,7 @@ from generation.api.views import (
     VariantViewSet,
     WebhookViewSet,
 )
+from knowledge.api.views import KnowledgeSourceViewSet, ProjectKnowledgeViewSet
 from organizations.api.views import AcceptInvitationView, InvitationViewSet, MemberViewSet, OrganizationViewSet
 from projects.api.views import ProjectViewSet
 from recommendations.api.views import (
@@ -72,6 +74,11 @@ router.register("data-imports", DataImportViewSet, basename="data-import")
 router.register("recommendation-jobs", RecommendationJobViewSet, basename="recommendation-job")
 router.register("campaigns", CampaignViewSet, basename="campaign")
 router.register("projects", ProjectRecommendationSettingsViewSet, basename="project-recommendations")
+# Copy experiments: /experiments/{id}/assign?unit=..., /results, /outcomes, /start, /stop, /conclude.
+router.register("experiments", ExperimentViewSet, basename="experiment")
+# Project knowledge: /projects/{id}/knowledge/ (list, add), /projects/{id}/knowledge/search/, /knowledge/{id}/.
+router.register("projects", ProjectKnowledgeViewSet, basename="project-knowledge")
+router.register("knowledge", KnowledgeSourceViewSet, basename="knowledge-source")
 router.register("invoices", InvoiceViewSet, basename="invoice")
 # Singletons of the caller's organization: GET /usage?group_by=...; GET and POST (plan change) /subscription.
 router.register("usage", UsageViewSet, basename="usage")

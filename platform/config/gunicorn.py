@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import srcroot  # noqa: F401  (platform/ on sys.path so config.wsgi imports)
 
@@ -23,6 +26,34 @@ accesslog = "-"
 # %(U)s is the path without the query string: a credential someone put in a URL never reaches the log.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss "%(a)s"'
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# Metrics (GET /metrics, config/metrics.py): each worker process counts its requests and rate-limit
+# refusals, and a scrape reaches just one of them. In prometheus_client's multiprocess mode each process
+# writes its counters to files in this folder, and /metrics adds up all of them. Set here, before the
+# workers are forked and import prometheus_client; an operator's own folder is emptied at start, as a
+# folder of an earlier run would add its counts to this one's.
+_OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _OWN_METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="loom-metrics-")
+
+
+def on_starting(server: object) -> None:
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def child_exit(server: object, worker: object) -> None:
+    """A dead worker's counters stay in the sums; its live gauges (none today) would not."""
+    from prometheus_client import multiprocess  # not at the top: only after the folder is set
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+
+
+def on_exit(server: object) -> None:
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def post_worker_init(worker: object) -> None:

@@ -4,7 +4,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config import health, views
+from accounts import views as account_views
+from config import health, metrics_views, views
 
 admin.site.site_header = "Loom administration"
 admin.site.site_title = "Loom admin"
@@ -15,8 +16,13 @@ admin.site.enable_nav_sidebar = False
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
+    # The language switcher (every page's footer), for visitors and signed-in users alike.
+    path("language/", account_views.set_language, name="set_language"),
+    # SSO: "Continue with single sign-on" at accounts/sso/, an organization's settings at settings/sso/.
+    path("", include("sso.urls")),
     path("api/v1/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
@@ -27,6 +33,9 @@ urlpatterns = [
     path("api-keys/", include("apikeys.urls")),
     path("", include("generation.urls")),
     path("recommendations/", include("recommendations.urls")),
+    path("knowledge/", include("knowledge.urls")),
+    # Experiments' pages, and the public tracking links and pixels (/t/<token>) that carry no login.
+    path("", include("experiments.urls")),
     path("", include("organizations.urls")),
 ]
 

@@ -11,6 +11,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpResponse
+from django.utils.translation import gettext
 from rest_framework import exceptions, serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
@@ -38,7 +39,7 @@ def _first_message(fields: dict[str, list[str]]) -> str:
     for field, messages in fields.items():
         if messages:
             return messages[0] if field == "non_field_errors" else f"{field}: {messages[0]}"
-    return "Invalid input."
+    return gettext("Invalid input.")
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

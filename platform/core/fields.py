@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -39,7 +40,7 @@ class StorableJSONField(serializers.JSONField):
     def to_internal_value(self, data: Any) -> Any:
         value = super().to_internal_value(data)
         if not _storable(value):
-            raise serializers.ValidationError("contains a NUL or an unpaired surrogate character")
+            raise serializers.ValidationError(gettext("contains a NUL or an unpaired surrogate character"))
         return value
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from organizations.models import ASSIGNABLE_ROLES, Membership, Organization, Role
 
@@ -11,27 +12,31 @@ ROLE_CHOICES = [(r.value, r.label) for r in ASSIGNABLE_ROLES]
 
 class OrganizationForm(forms.Form):
     name = forms.CharField(
+        label=_("Name"),
         max_length=Organization._meta.get_field("name").max_length,
-        widget=forms.TextInput(attrs={"placeholder": "Acme Marketing", "autofocus": True}),
+        widget=forms.TextInput(attrs={"placeholder": _("Acme Marketing"), "autofocus": True}),
     )
 
 
 class SwitchOrganizationForm(forms.Form):
-    organization = forms.UUIDField()
+    organization = forms.UUIDField(label=_("Organization"))
 
 
 class InviteForm(forms.Form):
-    email = forms.EmailField(widget=forms.EmailInput(attrs={"placeholder": "colleague@example.com"}))
-    role = forms.ChoiceField(choices=ROLE_CHOICES, initial=Role.EDITOR.value)
+    email = forms.EmailField(
+        label=_("Email"),
+        widget=forms.EmailInput(attrs={"placeholder": _("colleague@example.com")}),
+    )
+    role = forms.ChoiceField(label=_("Role"), choices=ROLE_CHOICES, initial=Role.EDITOR.value)
 
 
 class RoleForm(forms.Form):
-    role = forms.ChoiceField(choices=ROLE_CHOICES)
+    role = forms.ChoiceField(label=_("Role"), choices=ROLE_CHOICES)
 
 
 class TransferOwnershipForm(forms.Form):
-    member = forms.ModelChoiceField(queryset=Membership.objects.none(), label="New owner", empty_label=None)
-    confirm = forms.BooleanField(label="I understand that I will become an admin of this organization.")
+    member = forms.ModelChoiceField(queryset=Membership.objects.none(), label=_("New owner"), empty_label=None)
+    confirm = forms.BooleanField(label=_("I understand that I will become an admin of this organization."))
 
     def __init__(self, *args: Any, organization: Organization, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

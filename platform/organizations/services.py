@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import gettext
 
 from audit.services import record
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -37,13 +38,16 @@ def membership_for(user: User, organization: Organization) -> Membership:
     try:
         return Membership.objects.select_related("organization").get(user=user, organization=organization)
     except Membership.DoesNotExist:
-        raise NotFound("Organization not found.") from None
+        raise NotFound(gettext("Organization not found.")) from None
 
 
 def require_role(user: User, organization: Organization, role: Role) -> Membership:
     membership = membership_for(user, organization)
     if not membership.has_role(role):
-        raise Forbidden(f"This needs the {role.label.lower()} role or higher in {organization.name}.")
+        raise Forbidden(
+            gettext("This needs the %(lower)s role or higher in %(name)s.")
+            % {"lower": role.label.lower(), "name": organization.name}
+        )
     return membership
 
 
@@ -60,7 +64,7 @@ def _unique_slug(name: str) -> str:
 def create_organization(*, actor: User, name: str) -> Organization:
     name = name.strip()
     if not name:
-        raise InvalidInput("An organization needs a name.", code="name_required")
+        raise InvalidInput(gettext("An organization needs a name."), code="name_required")
     organization = Organization.objects.create(name=name, slug=_unique_slug(name))
     Membership.objects.create(organization=organization, user=actor, role=Role.OWNER)
     record("organization.created", organization=organization, actor=actor, target=organization, name=name)
@@ -72,7 +76,7 @@ def rename_organization(*, actor: User, organization: Organization, name: str) -
     require_role(actor, organization, Role.ADMIN)
     name = name.strip()
     if not name:
-        raise InvalidInput("An organization needs a name.", code="name_required")
+        raise InvalidInput(gettext("An organization needs a name."), code="name_required")
     old = organization.name
     organization.name = name
     organization.save(update_fields=["name"])
@@ -91,16 +95,22 @@ def invite_member(*, actor: User, organization: Organization, email: str, role: 
     email = email.strip().lower()
     if role not in {r.value for r in ASSIGNABLE_ROLES}:
         raise InvalidInput(
-            f"Role must be one of {', '.join(r.value for r in ASSIGNABLE_ROLES)}; "
-            "ownership moves only by transfer.",
+            gettext("Role must be one of %(join)s; ownership moves only by transfer.")
+            % {"join": ", ".join(r.value for r in ASSIGNABLE_ROLES)},
             code="invalid_role",
         )
     if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
-        raise Conflict(f"{email} is already a member of {organization.name}.", code="already_member")
+        raise Conflict(
+            gettext("%(email)s is already a member of %(name)s.") % {"email": email, "name": organization.name},
+            code="already_member",
+        )
     # An earlier expired invitation still holds the "one open per email" slot.
     Invitation.objects.filter(
-        organization=organization, email__iexact=email, accepted_at__isnull=True,
-        revoked_at__isnull=True, expires_at__lte=timezone.now(),
+        organization=organization,
+        email__iexact=email,
+        accepted_at__isnull=True,
+        revoked_at__isnull=True,
+        expires_at__lte=timezone.now(),
     ).update(revoked_at=timezone.now())
     token = secrets.token_urlsafe(32)
     try:
@@ -114,7 +124,9 @@ def invite_member(*, actor: User, organization: Organization, email: str, role: 
                 expires_at=timezone.now() + INVITATION_LIFETIME,
             )
     except IntegrityError:
-        raise Conflict(f"{email} already has a pending invitation.", code="already_invited") from None
+        raise Conflict(
+            gettext("%(email)s already has a pending invitation.") % {"email": email}, code="already_invited"
+        ) from None
     record("invitation.created", organization=organization, actor=actor, target=invitation, email=email, role=role)
     transaction.on_commit(lambda: _send_invitation_email(invitation, token))
     return invitation, token
@@ -131,7 +143,7 @@ def _send_invitation_email(invitation: Invitation, token: str) -> None:
         "url": invitation_url(token),
     }
     send_mail(
-        subject=f"You are invited to {invitation.organization.name}",
+        subject=gettext("You are invited to %(name)s") % {"name": invitation.organization.name},
         message=render_to_string("organizations/email/invitation.txt", context),
         from_email=None,
         recipient_list=[invitation.email],
@@ -142,7 +154,7 @@ def find_invitation(token: str) -> Invitation:
     try:
         return Invitation.objects.select_related("organization").get(token_hash=hash_token(token))
     except Invitation.DoesNotExist:
-        raise NotFound("This invitation link is not valid.", code="invitation_not_found") from None
+        raise NotFound(gettext("This invitation link is not valid."), code="invitation_not_found") from None
 
 
 @transaction.atomic
@@ -150,10 +162,14 @@ def accept_invitation(*, actor: User, token: str) -> Membership:
     invitation = find_invitation(token)
     invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if invitation.status != "pending":
-        raise Conflict(f"This invitation is {invitation.status}.", code=f"invitation_{invitation.status}")
+        raise Conflict(
+            gettext("This invitation is %(status)s.") % {"status": invitation.status},
+            code=f"invitation_{invitation.status}",
+        )
     if invitation.email.lower() != actor.email.lower():
         raise Forbidden(
-            f"This invitation was sent to {invitation.email}; sign in with that address to accept it.",
+            gettext("This invitation was sent to %(email)s; sign in with that address to accept it.")
+            % {"email": invitation.email},
             code="invitation_email_mismatch",
         )
     membership, created = Membership.objects.get_or_create(
@@ -164,8 +180,12 @@ def accept_invitation(*, actor: User, token: str) -> Membership:
     invitation.save(update_fields=["accepted_at", "accepted_by"])
     if created:
         record(
-            "membership.created", organization=invitation.organization, actor=actor, target=membership,
-            role=membership.role, via="invitation",
+            "membership.created",
+            organization=invitation.organization,
+            actor=actor,
+            target=membership,
+            role=membership.role,
+            via="invitation",
         )
     return membership
 
@@ -174,7 +194,10 @@ def accept_invitation(*, actor: User, token: str) -> Membership:
 def revoke_invitation(*, actor: User, invitation: Invitation) -> None:
     require_role(actor, invitation.organization, Role.ADMIN)
     if invitation.status != "pending":
-        raise Conflict(f"This invitation is already {invitation.status}.", code="invitation_not_pending")
+        raise Conflict(
+            gettext("This invitation is already %(status)s.") % {"status": invitation.status},
+            code="invitation_not_pending",
+        )
     invitation.revoked_at = timezone.now()
     invitation.save(update_fields=["revoked_at"])
     record("invitation.revoked", organization=invitation.organization, actor=actor, target=invitation)
@@ -190,20 +213,25 @@ def change_role(*, actor: User, membership: Membership, role: str) -> Membership
     actor_membership = require_role(actor, membership.organization, Role.ADMIN)
     if role not in {r.value for r in ASSIGNABLE_ROLES}:
         raise InvalidInput(
-            f"Role must be one of {', '.join(r.value for r in ASSIGNABLE_ROLES)}; "
-            "use transfer ownership to make someone the owner.",
+            gettext("Role must be one of %(join)s; use transfer ownership to make someone the owner.")
+            % {"join": ", ".join(r.value for r in ASSIGNABLE_ROLES)},
             code="invalid_role",
         )
     if membership.role == Role.OWNER:
-        raise Forbidden("The owner's role changes only by transferring ownership.", code="owner_role_locked")
+        raise Forbidden(gettext("The owner's role changes only by transferring ownership."), code="owner_role_locked")
     if membership.role == Role.ADMIN and actor_membership.role != Role.OWNER and membership.pk != actor_membership.pk:
-        raise Forbidden("Only the owner can change another admin's role.", code="admin_change_needs_owner")
+        raise Forbidden(gettext("Only the owner can change another admin's role."), code="admin_change_needs_owner")
     old = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
     record(
-        "membership.role_changed", organization=membership.organization, actor=actor, target=membership,
-        user=membership.user.email, old=old, new=role,
+        "membership.role_changed",
+        organization=membership.organization,
+        actor=actor,
+        target=membership,
+        user=membership.user.email,
+        old=old,
+        new=role,
     )
     return membership
 
@@ -216,12 +244,18 @@ def remove_member(*, actor: User, membership: Membership) -> None:
         return
     actor_membership = require_role(actor, membership.organization, Role.ADMIN)
     if membership.role == Role.OWNER:
-        raise Forbidden("The owner cannot be removed; transfer ownership first.", code="owner_cannot_be_removed")
+        raise Forbidden(
+            gettext("The owner cannot be removed; transfer ownership first."), code="owner_cannot_be_removed"
+        )
     if membership.role == Role.ADMIN and actor_membership.role != Role.OWNER:
-        raise Forbidden("Only the owner can remove an admin.", code="admin_removal_needs_owner")
+        raise Forbidden(gettext("Only the owner can remove an admin."), code="admin_removal_needs_owner")
     record(
-        "membership.removed", organization=membership.organization, actor=actor, target=membership,
-        user=membership.user.email, role=membership.role,
+        "membership.removed",
+        organization=membership.organization,
+        actor=actor,
+        target=membership,
+        user=membership.user.email,
+        role=membership.role,
     )
     membership.delete()
 
@@ -231,7 +265,7 @@ def leave_organization(*, actor: User, organization: Organization) -> None:
     membership = _locked(membership_for(actor, organization))
     if membership.role == Role.OWNER:
         raise Forbidden(
-            "The owner cannot leave; transfer ownership to another member first.", code="owner_cannot_leave"
+            gettext("The owner cannot leave; transfer ownership to another member first."), code="owner_cannot_leave"
         )
     record("membership.left", organization=organization, actor=actor, target=membership, role=membership.role)
     membership.delete()
@@ -243,16 +277,20 @@ def transfer_ownership(*, actor: User, organization: Organization, new_owner: Me
     current = _locked(require_role(actor, organization, Role.OWNER))
     new_owner = _locked(new_owner)
     if new_owner.organization_id != organization.pk:
-        raise NotFound("Member not found.")
+        raise NotFound(gettext("Member not found."))
     if new_owner.pk == current.pk:
-        raise InvalidInput("You already own this organization.", code="already_owner")
+        raise InvalidInput(gettext("You already own this organization."), code="already_owner")
     # Demote first: the one-owner constraint is checked per statement.
     current.role = Role.ADMIN
     current.save(update_fields=["role"])
     new_owner.role = Role.OWNER
     new_owner.save(update_fields=["role"])
     record(
-        "organization.ownership_transferred", organization=organization, actor=actor, target=new_owner,
-        old_owner=current.user.email, new_owner=new_owner.user.email,
+        "organization.ownership_transferred",
+        organization=organization,
+        actor=actor,
+        target=new_owner,
+        old_owner=current.user.email,
+        new_owner=new_owner.user.email,
     )
     return new_owner

@@ -28,6 +28,7 @@ from django.core.validators import slug_re
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.utils.translation import gettext
 
 from core.errors import NotFound
 from core.ids import parse_uuid
@@ -76,11 +77,11 @@ def tenant_for_user(request: HttpRequest, user: Any) -> Tenant | None:
         org_id = parse_uuid(wanted)
         if org_id is None and not slug_re.match(wanted):
             # Not an id nor a slug (e.g. a NUL byte, which Postgres refuses): no such organization.
-            raise NotFound("Organization not found.", code="organization_not_found")
+            raise NotFound(gettext("Organization not found."), code="organization_not_found")
         lookup = {"organization_id": org_id} if org_id else {"organization__slug": wanted}
         membership = memberships.filter(**lookup).first()
         if membership is None:
-            raise NotFound("Organization not found.", code="organization_not_found")
+            raise NotFound(gettext("Organization not found."), code="organization_not_found")
     else:
         session_org = parse_uuid(request.session.get(SESSION_KEY, "")) if hasattr(request, "session") else None
         membership = (memberships.filter(organization_id=session_org).first() if session_org else None) or (
@@ -121,7 +122,9 @@ def tenant_required(role: Role = Role.VIEWER) -> Callable[[View], View]:
             if not tenant:
                 return redirect("organizations:create")
             if not tenant.has_role(role):
-                raise PermissionDenied(f"This needs the {role.label.lower()} role or higher.")
+                raise PermissionDenied(
+                    gettext("This needs the %(lower)s role or higher.") % {"lower": role.label.lower()}
+                )
             return view(request, *args, **kwargs)
 
         return login_required(wrapper)

@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import BadRequest
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from core.errors import DomainError, InvalidInput, NotFound
@@ -54,7 +55,7 @@ def organization_create(request: HttpRequest) -> HttpResponse:
             add_domain_error(form, exc, _NAME_ERRORS)
         else:
             _select(request, organization.pk)
-            messages.success(request, f"{organization.name} is ready. Create your first project.")
+            messages.success(request, _("%(name)s is ready. Create your first project.") % {"name": organization.name})
             return redirect("dashboard")
     return render(request, "organizations/create.html", {"form": form}, status=form_status(form))
 
@@ -69,7 +70,7 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
         except DomainError as exc:
             add_domain_error(form, exc, _NAME_ERRORS)
         else:
-            messages.success(request, "Organization renamed.")
+            messages.success(request, _("Organization renamed."))
             return redirect("organizations:settings")
     members = scoped(request, Membership).select_related("user")
     admins = members.filter(role__in=[Role.OWNER, Role.ADMIN])
@@ -86,7 +87,7 @@ def organization_switch(request: HttpRequest) -> HttpResponse:
         raise BadRequest("Choose an organization.")
     membership = get_object_or_404(memberships_of(request.user), organization_id=form.cleaned_data["organization"])
     _select(request, membership.organization_id)
-    messages.info(request, f"Switched to {membership.organization.name}.")
+    messages.info(request, _("Switched to %(name)s.") % {"name": membership.organization.name})
     return redirect("dashboard")
 
 
@@ -142,12 +143,14 @@ def member_invite(request: HttpRequest) -> HttpResponse:
             add_domain_error(form, exc, _INVITE_ERRORS)
         else:
             if mail_is_delivered():
-                messages.success(request, f"Invitation sent to {invitation.email}.")
+                messages.success(request, _("Invitation sent to %(email)s.") % {"email": invitation.email})
             else:
                 messages.warning(
                     request,
-                    f"Invitation created for {invitation.email}, but this installation does not deliver email "
-                    f"(EMAIL_URL is not set): send them this link yourself: {services.invitation_url(token)}",
+                    _(
+                        "Invitation created for %(email)s, but this installation does not deliver email "
+                        "(EMAIL_URL is not set): send them this link yourself: %(url)s"
+                    ) % {"email": invitation.email, "url": services.invitation_url(token)},
                 )
             return redirect("organizations:members")
     return _members_page(request, invite_form=form, status=form_status(form))
@@ -171,7 +174,7 @@ def member_role(request: HttpRequest, pk: Any) -> HttpResponse:
     form = RoleForm(request.POST)
     try:
         if not form.is_valid():
-            raise InvalidInput("Choose one of the listed roles.", code="invalid_role")
+            raise InvalidInput(_("Choose one of the listed roles."), code="invalid_role")
         membership = services.change_role(actor=request.user, membership=membership, role=form.cleaned_data["role"])
     except DomainError as exc:
         return action_failed(request, exc, _members_page)
@@ -188,7 +191,7 @@ def member_remove(request: HttpRequest, pk: Any) -> HttpResponse:
     membership = scoped_or_404(request, Membership.objects.select_related("user"), pk=pk)
     if membership.user_id == request.user.pk:
         return action_failed(
-            request, InvalidInput("Use “Leave organization” to remove yourself.", code="use_leave"), _members_page
+            request, InvalidInput(_("Use “Leave organization” to remove yourself."), code="use_leave"), _members_page
         )
     try:
         services.remove_member(actor=request.user, membership=membership)
@@ -208,7 +211,7 @@ def members_leave(request: HttpRequest) -> HttpResponse:
     except DomainError as exc:
         return action_failed(request, exc, _members_page)
     request.session.pop(SESSION_KEY, None)
-    messages.success(request, f"You left {organization.name}.")
+    messages.success(request, _("You left %(name)s.") % {"name": organization.name})
     return redirect("dashboard")
 
 
@@ -224,7 +227,10 @@ def members_transfer(request: HttpRequest) -> HttpResponse:
         except DomainError as exc:
             add_domain_error(form, exc)
         else:
-            messages.success(request, f"{new_owner.user.display_name} now owns {organization.name}.")
+            messages.success(
+                request,
+                _("%(user)s now owns %(name)s.") % {"user": new_owner.user.display_name, "name": organization.name},
+            )
             return redirect("organizations:members")
     return _members_page(request, transfer_form=form, status=form_status(form))
 
@@ -249,7 +255,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
             invitation.refresh_from_db()
         else:
             _select(request, membership.organization_id)
-            messages.success(request, f"Welcome to {membership.organization.name}.")
+            messages.success(request, _("Welcome to %(name)s.") % {"name": membership.organization.name})
             return redirect("dashboard")
     email_matches = invitation.email.lower() == request.user.email.lower()  # type: ignore[union-attr]
     context = {"invitation": invitation, "email_matches": email_matches}

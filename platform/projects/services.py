@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils.text import slugify
+from django.utils.translation import gettext
 
 from core.errors import Conflict, InvalidInput
 from organizations.models import Organization
@@ -20,13 +21,16 @@ def _validated(fields: dict[str, Any]) -> dict[str, Any]:
     if "name" in fields:
         fields["name"] = (fields["name"] or "").strip()
         if not fields["name"]:
-            raise InvalidInput("A project needs a name.", code="name_required")
+            raise InvalidInput(gettext("A project needs a name."), code="name_required")
     if "slug" in fields and fields["slug"] is not None:
         fields["slug"] = slugify(fields["slug"])
         if not fields["slug"]:
-            raise InvalidInput("The slug must contain letters or digits.", code="invalid_slug")
+            raise InvalidInput(gettext("The slug must contain letters or digits."), code="invalid_slug")
     if "default_language" in fields and fields["default_language"] not in _LANGUAGES:
-        raise InvalidInput(f"Unknown language {fields['default_language']!r}.", code="invalid_language")
+        raise InvalidInput(
+            gettext("Unknown language %(default_language)r.") % {"default_language": fields["default_language"]},
+            code="invalid_language",
+        )
     return fields
 
 
@@ -35,14 +39,21 @@ def _save(project: Project, update_fields: list[str] | None = None) -> Project:
         with transaction.atomic():
             project.save(update_fields=update_fields)
     except IntegrityError:
-        raise Conflict(f"A project with the slug {project.slug!r} already exists.", code="slug_taken") from None
+        raise Conflict(
+            gettext("A project with the slug %(slug)r already exists.") % {"slug": project.slug}, code="slug_taken"
+        ) from None
     return project
 
 
 @transaction.atomic
 def create_project(
-    *, actor: User | None, organization: Organization, name: str, slug: str | None = None,
-    description: str = "", default_language: str = "en",
+    *,
+    actor: User | None,
+    organization: Organization,
+    name: str,
+    slug: str | None = None,
+    description: str = "",
+    default_language: str = "en",
 ) -> Project:
     """Create a project. Role checks happen at the edge (session role or API key scope).
 
@@ -70,7 +81,9 @@ def update_project(*, actor: User | None, project: Project, **changes: Any) -> P
     allowed = {"name", "slug", "description", "default_language"}
     unknown = set(changes) - allowed
     if unknown:
-        raise InvalidInput(f"Cannot change {', '.join(sorted(unknown))}.", code="invalid_field")
+        raise InvalidInput(
+            gettext("Cannot change %(join)s.") % {"join": ", ".join(sorted(unknown))}, code="invalid_field"
+        )
     if "slug" in changes and not (changes["slug"] or "").strip():
         # As at creation, a blank slug is derived from the name (the new one, if it changes too).
         base = slugify(changes.get("name") or project.name)[:120] or "project"

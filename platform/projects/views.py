@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 
 from core.errors import DomainError
 from core.web import add_domain_error, form_status, post_data
@@ -49,7 +50,7 @@ def project_create(request: HttpRequest) -> HttpResponse:
         except DomainError as exc:
             add_domain_error(form, exc, _FIELD_ERRORS)
         else:
-            messages.success(request, f"Project {project.name} created.")
+            messages.success(request, _("Project %(name)s created.") % {"name": project.name})
             return redirect("projects:detail", pk=project.pk)
     return render(request, "projects/form.html", {"form": form}, status=form_status(form))
 
@@ -66,7 +67,7 @@ def project_edit(request: HttpRequest, pk: Any) -> HttpResponse:
             project.refresh_from_db()
             add_domain_error(form, exc, _FIELD_ERRORS)
         else:
-            messages.success(request, "Project saved.")
+            messages.success(request, _("Project saved."))
             return redirect("projects:detail", pk=project.pk)
     return render(request, "projects/form.html", {"form": form, "project": project}, status=form_status(form))
 
@@ -76,6 +77,6 @@ def project_delete(request: HttpRequest, pk: Any) -> HttpResponse:
     project = scoped_or_404(request, Project, pk=pk)
     if request.method == "POST":
         services.delete_project(actor=request.user, project=project)
-        messages.success(request, f"Project {project.name} deleted.")
+        messages.success(request, _("Project %(name)s deleted.") % {"name": project.name})
         return redirect("projects:list")
     return render(request, "projects/confirm_delete.html", {"project": project})

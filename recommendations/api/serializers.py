@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from core.fields import JSON_OBJECT, JSONObjectField, NonEmptyFileField, StorableJSONField
 from core.schema import NOT_BLANK
+from experiments import limits as experiment_limits
 from generation import limits as generation_limits
 from recommendations import limits, results
 from recommendations.importing import FIELDS, INGEST_MAX_ROWS
@@ -558,6 +559,9 @@ class CampaignProgressSerializer(serializers.Serializer[Any]):
     failed = serializers.IntegerField()
     canceled = serializers.IntegerField()
     not_queued = serializers.IntegerField(help_text="Customers whose job was refused; see their error.")
+    assigned = serializers.IntegerField(
+        help_text="Customers of an experiment campaign: assigned an arm, whose text is their copy (no job)."
+    )
     regenerating = serializers.IntegerField(
         help_text="Customers whose copy named none of their items and is being written again."
     )
@@ -574,6 +578,11 @@ class CampaignSerializer(serializers.ModelSerializer[Campaign]):
     )
     params = StoredCampaignParametersField(read_only=True)
     skipped = SkippedField(read_only=True, help_text="Customers of the segment that got no job, and why.")
+    experiment = serializers.UUIDField(
+        source="experiment_id", read_only=True, allow_null=True,
+        help_text="The experiment the campaign runs as: each customer's copy is their arm's text.",
+    )
+    landing_url = serializers.CharField(read_only=True, help_text="Where an experiment campaign's click links lead.")
     progress = serializers.SerializerMethodField()
     done = serializers.SerializerMethodField(help_text="Every customer's job has finished.")
 
@@ -591,6 +600,8 @@ class CampaignSerializer(serializers.ModelSerializer[Campaign]):
             "inputs",
             "params",
             "skipped",
+            "experiment",
+            "landing_url",
             "progress",
             "done",
             "created_at",
@@ -628,6 +639,16 @@ class CampaignCreateSerializer(serializers.Serializer[Any]):
         default=dict, help_text="max_new_tokens, temperature (default 0.2: small models follow the template best), "
         "top_p, seed."
     )
+    experiment = serializers.UUIDField(
+        required=False, allow_null=True,
+        help_text="Run as this running experiment of the project: each customer is assigned an arm and its text "
+        "is their copy (no generation job, nothing charged).",
+    )
+    landing_url = serializers.URLField(
+        required=False, allow_blank=True, max_length=experiment_limits.MAX_URL_LENGTH,
+        help_text="Where each customer's tracking link leads (default: the experiment's target URL); its host "
+        "must be one the experiment allows.",
+    )
 
 
 class CampaignRecipientSerializer(serializers.Serializer[Any]):
@@ -638,5 +659,25 @@ class CampaignRecipientSerializer(serializers.Serializer[Any]):
     job = serializers.UUIDField(source="recipient.job_id", allow_null=True)
     status = serializers.CharField()
     error = serializers.CharField(source="recipient.error")
-    text = serializers.CharField(help_text="The generated copy (an edit, when one was made).")
+    text = serializers.CharField(
+        help_text="The generated copy (an edit, when one was made), or the arm's text in an experiment campaign."
+    )
     mentioned = serializers.ListField(child=serializers.CharField(), help_text="Recommended items the copy names.")
+    facts_supported = serializers.IntegerField(
+        allow_null=True,
+        help_text="Claims of the generated copy the brief or knowledge supports; null before it is written.",
+    )
+    facts_unsupported = serializers.IntegerField(
+        allow_null=True, help_text="Prices, numbers and specs nothing supports (the copy fails its facts check)."
+    )
+    facts_flagged = serializers.IntegerField(
+        allow_null=True, help_text="Names and statements nothing supports (flagged, not failed)."
+    )
+    arm = serializers.CharField(help_text="The experiment arm the customer was assigned (empty: no experiment).")
+    assignment = serializers.UUIDField(
+        source="recipient.assignment_id", allow_null=True, help_text="The customer's assignment (exposure) id."
+    )
+    click_url = serializers.CharField(
+        help_text="Tracking link to the landing URL: records the click, then redirects (empty: none)."
+    )
+    pixel_url = serializers.CharField(help_text="1x1 tracking pixel recording an open (empty: no experiment).")

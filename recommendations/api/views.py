@@ -360,6 +360,8 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectS
             items_per_customer=data["items_per_customer"],
             extra_inputs=data["inputs"],
             params=data["params"],
+            experiment=data.get("experiment"),
+            landing_url=data.get("landing_url", ""),
             actor=self.actor,
             api_key=self.tenant.api_key,
         )
@@ -379,6 +381,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectS
         content_negotiation_class=download_negotiation("text/csv"),
     )
     def results_csv(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
-        """One line per customer (spreadsheet-safe): items, status, copy, mentioned items."""
+        """One line per customer (spreadsheet-safe): items, status, copy, mentioned items; in an experiment
+        campaign also the arm, the assignment id and the tracking links."""
         campaign = self.get_object()
         return download(results.results_csv(campaign), "text/csv; charset=utf-8", f"campaign-{campaign.pk}.csv")

@@ -55,7 +55,7 @@ returning an object with ``Model``'s evaluation surface (``user_code``, ``item_c
 from __future__ import annotations
 
 from recommendations.engine.evaluation import _metrics, cold_start, evaluate, evaluate_model
-from recommendations.engine.interactions import DAY, Interactions, split_by_time
+from recommendations.engine.interactions import DAY, Interactions, event_weight, split_by_time
 from recommendations.engine.model import (
     REASON_ALS,
     REASON_CONTENT,
@@ -91,6 +91,7 @@ __all__ = [
     "cold_start",
     "evaluate",
     "evaluate_model",
+    "event_weight",
     "select",
     "split_by_time",
     "train",

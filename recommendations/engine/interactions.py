@@ -10,6 +10,20 @@ from typing import Any
 import numpy as np
 
 DAY = 86_400
+#: How much each kind of event says about a customer's taste; summed per (customer, item), then
+#: log1p-scaled by the engine. A purchase counts its quantity; returns teach nothing and are left out.
+#: Plain strings (``EventType`` values) so the benchmark can weigh events without Django.
+EVENT_WEIGHTS = {"view": 0.1, "cart": 0.5}
+#: Ratings count above a neutral 3 of 5; a low rating says "not this" and is left out.
+NEUTRAL_RATING = 3.0
+
+
+def event_weight(kind: str, value: float) -> float:
+    if kind == "purchase":
+        return max(value, 0.0)
+    if kind == "rating":
+        return max(value - NEUTRAL_RATING, 0.0)
+    return EVENT_WEIGHTS.get(kind, 0.0)
 
 
 @dataclass

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 
 from core.errors import InvalidInput, NotFound
 from core.text import clean_filename, shown, storable_text
+from experiments.services import UnitEvent, record_events
 from recommendations import limits
 from recommendations.importing.reading import (
     ONLINE_RETAIL_NON_PRODUCTS,
@@ -56,7 +58,7 @@ def import_events(
 ) -> DataImport:
     """Parse, classify and store a file; returns the import with its report. A file-level problem writes nothing."""
     if project.organization_id != organization.pk:
-        raise NotFound("Project not found.", code="project_not_found")
+        raise NotFound(gettext("Project not found."), code="project_not_found")
     started = time.monotonic()
     parsed = parse_file(data, mapping)
     if exclude_skus is None:
@@ -76,6 +78,7 @@ def import_events(
         counts, stats = store_rows(
             organization, project, parsed.rows, exclude=set(exclude_skus), source=data_import
         )
+        record_events(project=project, events=_unit_events(parsed.rows))
         data_import.report = _report(parsed, counts, stats, exclude_skus)
         data_import.events_created = counts["imported"] + counts["returns_imported"]
         data_import.duration_s = round(time.monotonic() - started, 3)
@@ -98,22 +101,25 @@ def _text_field(record: dict[str, Any], name: str, limit: int, errors: list[str]
     value = record.get(name)
     if value is None or value == "":
         if required:
-            errors.append(f"{name}: missing")
+            errors.append(f"{name}: " + gettext("missing"))
         return ""
     if isinstance(value, int | float) and not isinstance(value, bool) and name in {"customer", "sku", "external_id"}:
         value = str(value)  # numeric ids, as spreadsheets and JSON exports write them
     if not isinstance(value, str):
-        errors.append(f"{name}: must be text")
+        errors.append(f"{name}: " + gettext("must be text"))
         return ""
     value = value.strip()
     if not storable_text(value):
-        errors.append(f"{name}: contains a NUL or an unpaired surrogate character")
+        errors.append(f"{name}: " + gettext("contains a NUL or an unpaired surrogate character"))
         return ""
     if len(value) > limit:
-        errors.append(f"{name}: at most {limit} characters (got {len(value)})")
+        errors.append(
+            f"{name}: "
+            + gettext("at most %(limit)s characters (got %(length)s)") % {"limit": limit, "length": len(value)}
+        )
         return ""
     if required and not value:
-        errors.append(f"{name}: missing")
+        errors.append(f"{name}: " + gettext("missing"))
     return value
 
 
@@ -121,16 +127,19 @@ def _attributes(value: Any, errors: list[str]) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict) or len(value) > limits.MAX_SENT_ATTRIBUTES:
-        errors.append(f"attributes: must be an object of at most {limits.MAX_SENT_ATTRIBUTES} names to values")
+        errors.append(
+            "attributes: "
+            + gettext("must be an object of at most %(count)s names to values") % {"count": limits.MAX_SENT_ATTRIBUTES}
+        )
         return {}
     cleaned = {}
     for key, item in value.items():
         if not isinstance(item, str | int | float | bool):
-            errors.append(f"attributes.{shown(str(key))[1:-1]}: must be text or a number")
+            errors.append(f"attributes.{shown(str(key))[1:-1]}: " + gettext("must be text or a number"))
             continue
         text, name = str(item).strip(), str(key).strip()
         if not (name and storable_text(name) and storable_text(text) and len(name) <= limits.MAX_ATTRIBUTE_NAME_LENGTH):
-            errors.append(f"attributes: {shown(name)} is not a usable name or value")
+            errors.append("attributes: " + gettext("%(name)s is not a usable name or value") % {"name": shown(name)})
             continue
         cleaned[name] = text[: limits.MAX_ATTRIBUTE_VALUE_LENGTH]
     return cleaned
@@ -139,14 +148,17 @@ def _attributes(value: Any, errors: list[str]) -> dict[str, str]:
 def _unknown_keys(record: dict[str, Any], allowed: set[str], errors: list[str]) -> None:
     unknown = sorted(shown(str(k)) for k in record if k not in allowed)
     if unknown:
-        errors.append(f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; fields: "
-                      + ", ".join(sorted(allowed)))
+        errors.append(
+            ngettext("unknown field %(names)s; fields: %(fields)s", "unknown fields %(names)s; fields: %(fields)s",
+                     len(unknown))
+            % {"names": ", ".join(unknown), "fields": ", ".join(sorted(allowed))}
+        )
 
 
 def _event_row(index: int, record: Any, now: datetime) -> ParsedRow:
     row = ParsedRow(line=index)
     if not isinstance(record, dict):
-        row.errors.append("an event must be an object")
+        row.errors.append(gettext("an event must be an object"))
         return row
     _unknown_keys(record, _EVENT_KEYS, row.errors)
     row.event_id = _text_field(record, "event_id", limits.MAX_EVENT_ID_LENGTH, row.errors)
@@ -154,31 +166,31 @@ def _event_row(index: int, record: Any, now: datetime) -> ParsedRow:
     row.sku = _text_field(record, "sku", limits.MAX_SKU_LENGTH, row.errors, required=True)
     kind = record.get("type", EventType.PURCHASE)
     if kind not in EventType.values:
-        row.errors.append(f"type: must be one of {', '.join(EventType.values)}")
+        row.errors.append("type: " + gettext("must be one of %(choices)s") % {"choices": ", ".join(EventType.values)})
     else:
         row.type = kind
     value = record.get("value", 1)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or abs(value) > 1e9:
-        row.errors.append("value: must be a number")
+        row.errors.append("value: " + gettext("must be a number"))
     else:
         row.value = float(value)
     stamp = record.get("timestamp")
     if isinstance(stamp, int | float) and not isinstance(stamp, bool):
         if stamp < 0 or not math.isfinite(stamp):
-            row.errors.append("timestamp: Unix seconds must be a positive number")
+            row.errors.append("timestamp: " + gettext("Unix seconds must be a positive number"))
         else:
             row.occurred_at = _timestamp(repr(stamp), now, row.errors)
     elif isinstance(stamp, str):
         row.occurred_at = _timestamp(stamp.strip(), now, row.errors)
     else:
-        row.errors.append("timestamp: missing (ISO 8601 text or Unix seconds)")
+        row.errors.append("timestamp: " + gettext("missing (ISO 8601 text or Unix seconds)"))
     return row
 
 
 def _item_row(index: int, record: Any) -> ParsedRow:
     row = ParsedRow(line=index)
     if not isinstance(record, dict):
-        row.errors.append("an item must be an object")
+        row.errors.append(gettext("an item must be an object"))
         return row
     _unknown_keys(record, _ITEM_KEYS, row.errors)
     row.sku = _text_field(record, "sku", limits.MAX_SKU_LENGTH, row.errors, required=True)
@@ -187,7 +199,7 @@ def _item_row(index: int, record: Any) -> ParsedRow:
     price = record.get("price")
     if price is not None:
         if isinstance(price, bool) or not isinstance(price, str | int | float):
-            row.errors.append("price: must be a number or a decimal string")
+            row.errors.append("price: " + gettext("must be a number or a decimal string"))
         else:
             row.price = _price(str(price), row.errors)
     row.item_attributes = _attributes(record.get("attributes"), row.errors)
@@ -197,7 +209,7 @@ def _item_row(index: int, record: Any) -> ParsedRow:
 def _customer_row(index: int, record: Any) -> ParsedRow:
     row = ParsedRow(line=index)
     if not isinstance(record, dict):
-        row.errors.append("a customer must be an object")
+        row.errors.append(gettext("a customer must be an object"))
         return row
     _unknown_keys(record, _CUSTOMER_KEYS, row.errors)
     row.customer = _text_field(record, "external_id", limits.MAX_EXTERNAL_ID_LENGTH, row.errors, required=True)
@@ -221,19 +233,24 @@ def ingest(
     request stores nothing twice.
     """
     if project.organization_id != organization.pk:
-        raise NotFound("Project not found.", code="project_not_found")
+        raise NotFound(gettext("Project not found."), code="project_not_found")
     lists = {"events": events, "items": items or [], "customers": customers or []}
     for name, value in lists.items():
         if not isinstance(value, list):
-            raise InvalidInput(f"{name} must be a list.", code="invalid", fields={name: ["must be a list"]})
+            raise InvalidInput(
+                gettext("%(name)s must be a list.") % {"name": name}, code="invalid",
+                fields={name: [gettext("must be a list")]},
+            )
         if len(value) > INGEST_MAX_ROWS:
             raise InvalidInput(
-                f"{name}: at most {INGEST_MAX_ROWS:,} per request (got {len(value):,}); send several requests.",
+                f"{name}: "
+                + gettext("at most %(limit)s per request (got %(count)s); send several requests.")
+                % {"limit": f"{INGEST_MAX_ROWS:,}", "count": f"{len(value):,}"},
                 code="too_many_rows",
-                fields={name: [f"at most {INGEST_MAX_ROWS}"]},
+                fields={name: [gettext("at most %(limit)s") % {"limit": INGEST_MAX_ROWS}]},
             )
     if not any(lists.values()):
-        raise InvalidInput("Send at least one event, item or customer.", code="empty_batch")
+        raise InvalidInput(gettext("Send at least one event, item or customer."), code="empty_batch")
     now = timezone.now()
     item_rows = [_item_row(i, r) for i, r in enumerate(lists["items"])]
     customer_rows = [_customer_row(i, r) for i, r in enumerate(lists["customers"])]
@@ -245,6 +262,9 @@ def ingest(
             organization, project, [r for r in customer_rows if not r.errors]
         )
         counts, stats = store_rows(organization, project, event_rows)
+        # A customer's external id is a unit of the project's experiments: a new event of a running
+        # experiment's goal, within its attribution window, is a conversion of the arm the customer saw.
+        record_events(project=project, events=_unit_events(event_rows))
     outcomes = {name: counts.get(name, 0) for name in OUTCOMES if name not in {"non_product"}}
     outcomes["duplicate_in_request"] = outcomes.pop("duplicate_in_file")
     return {
@@ -262,6 +282,15 @@ def ingest(
         ][:MAX_REPORTED_ERRORS],
         "unknown_items": sorted({row.sku for row in event_rows if row.outcome == "unknown_item"})[:100],
     }
+
+
+def _unit_events(rows: list[ParsedRow]) -> list[UnitEvent]:
+    """The events stored now (not those stored before: a retry attributes nothing twice) as experiment outcomes."""
+    return [
+        UnitEvent(row.customer, row.type, f"event:{row.event_id}", row.occurred_at, row.value)
+        for row in rows
+        if row.outcome == "imported" and row.occurred_at is not None
+    ]
 
 
 def _report(parsed: ParsedFile, counts: Counter[str], stats: dict[str, Any], exclude: list[str]) -> dict[str, Any]:

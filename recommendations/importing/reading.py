@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from core.csvfiles import decode_csv, file_error
 from core.errors import DomainError, InvalidInput
@@ -40,16 +41,16 @@ ONLINE_RETAIL_NON_PRODUCTS = ["POST", "DOT", "M", "m", "D", "C2", "S", "B", "BAN
 
 #: Fields a mapping may name; ``customer.<name>`` / ``item.<name>`` store any other column as an attribute.
 FIELDS = {
-    "customer": "the customer's id (required)",
-    "sku": "the item's SKU (required)",
-    "timestamp": "when it happened: ISO 8601 or Unix seconds (required)",
-    "type": "view, cart, purchase, rating or return (default purchase)",
-    "value": "quantity, or the rating (default 1)",
-    "event_id": "a unique id per event (default: derived from the row)",
-    "invoice": "invoice number; one starting with C is a cancellation",
-    "title": "the item's title",
-    "description": "the item's description",
-    "price": "the item's unit price",
+    "customer": gettext_lazy("the customer's id (required)"),
+    "sku": gettext_lazy("the item's SKU (required)"),
+    "timestamp": gettext_lazy("when it happened: ISO 8601 or Unix seconds (required)"),
+    "type": gettext_lazy("view, cart, purchase, rating or return (default purchase)"),
+    "value": gettext_lazy("quantity, or the rating (default 1)"),
+    "event_id": gettext_lazy("a unique id per event (default: derived from the row)"),
+    "invoice": gettext_lazy("invoice number; one starting with C is a cancellation"),
+    "title": gettext_lazy("the item's title"),
+    "description": gettext_lazy("the item's description"),
+    "price": gettext_lazy("the item's unit price"),
 }
 REQUIRED_FIELDS = ("customer", "sku", "timestamp")
 #: Column names of a plain file, recognised without a mapping.
@@ -66,7 +67,7 @@ GENERIC_COLUMNS = {
     "price": ("price", "unit_price"),
     "customer.country": ("country",),
 }
-_OTHER_DELIMITERS = {";": "semicolons (;)", "\t": "tabs", "|": "pipes (|)"}
+_OTHER_DELIMITERS = {";": gettext_lazy("semicolons (;)"), "\t": gettext_lazy("tabs"), "|": gettext_lazy("pipes (|)")}
 _MAX_PRICE = Decimal("9999999999")
 
 
@@ -81,7 +82,9 @@ def max_bytes() -> int:
 
 def too_large(size: int) -> FileTooLarge:
     limit = max_bytes()
-    message = f"The file is {size / 1024 / 1024:.1f} MB; imports take at most {limit / 1024 / 1024:.0f} MB."
+    message = gettext("The file is %(size)s MB; imports take at most %(limit)s MB.") % {
+        "size": f"{size / 1024 / 1024:.1f}", "limit": f"{limit / 1024 / 1024:.0f}",
+    }
     return FileTooLarge(message, fields={"file": [message]})
 
 
@@ -118,17 +121,23 @@ class ParsedFile:
 def validate_mapping(mapping: Any) -> dict[str, str]:
     """A mapping a caller wrote: known fields to column names. Raises ``InvalidInput``."""
     if not isinstance(mapping, dict):
-        raise InvalidInput("mapping must be an object of field names to column names.", code="invalid_mapping")
+        raise InvalidInput(
+            gettext("%(name)s must be an object of field names to column names.") % {"name": "mapping"},
+            code="invalid_mapping",
+        )
     errors: list[str] = []
     cleaned: dict[str, str] = {}
     for key, column in mapping.items():
         name = str(key)
         if not (name in FIELDS or (name.startswith(("customer.", "item.")) and name.split(".", 1)[1].isidentifier())):
             errors.append(
-                f"unknown field {shown(name)}; fields: {', '.join(FIELDS)}, customer.<attribute>, item.<attribute>"
+                gettext("unknown field %(name)s; fields: %(fields)s")
+                % {"name": shown(name), "fields": ", ".join([*FIELDS, "customer.<attribute>", "item.<attribute>"])}
             )
         elif not isinstance(column, str) or not column.strip() or len(column) > 200 or not storable_text(column):
-            errors.append(f"{name}: the column name must be text of at most 200 characters")
+            errors.append(f"{name}: " + gettext("the column name must be text of at most %(limit)s characters") % {
+                "limit": 200
+            })
         else:
             cleaned[name] = column.strip()
     if errors:
@@ -165,31 +174,45 @@ def _columns(
             for delimiter, label in _OTHER_DELIMITERS.items():
                 if delimiter in first_line:
                     raise file_error(
-                        f"The file seems to use {label} as its delimiter; imports need commas (,). "
-                        "Save it comma-separated and upload it again.",
+                        gettext(
+                            "The file seems to use %(delimiter)s as its delimiter; imports need commas (,). "
+                            "Save it comma-separated and upload it again."
+                        ) % {"delimiter": label},
                         "wrong_delimiter",
                     )
             raise file_error(
-                "The columns are not recognised: give a column mapping, or use the Online Retail columns ("
-                + ", ".join(ONLINE_RETAIL_MAPPING.values())
-                + ") or customer_id, sku, timestamp (and optionally type, value, event_id, title, price).",
+                gettext(
+                    "The columns are not recognised: give a column mapping, or use the Online Retail columns "
+                    "(%(online_retail)s) or %(required)s (and optionally %(optional)s)."
+                ) % {
+                    "online_retail": ", ".join(ONLINE_RETAIL_MAPPING.values()),
+                    "required": "customer_id, sku, timestamp",
+                    "optional": "type, value, event_id, title, price",
+                },
                 "unknown_format",
             )
     index_of = {name.casefold(): i for i, name in reversed(list(enumerate(names)))}
     missing_required = [f for f in REQUIRED_FIELDS if f not in mapping]
     if missing_required:
         raise file_error(
-            f"The mapping needs the field{'s' if len(missing_required) > 1 else ''} {', '.join(missing_required)}.",
+            ngettext("The mapping needs the field %(names)s.", "The mapping needs the fields %(names)s.",
+                     len(missing_required)) % {"names": ", ".join(missing_required)},
             "missing_columns",
         )
     absent = [column for column in mapping.values() if column.casefold() not in index_of]
     if absent:
         hint = ""
         if len(names) == 1 and any(d in first_line for d in _OTHER_DELIMITERS):
-            hint = " The file does not seem to be comma-separated; imports need commas (,)."
+            hint = " " + gettext("The file does not seem to be comma-separated; imports need commas (,).")
         raise file_error(
-            f"Missing column{'s' if len(absent) > 1 else ''}: {', '.join(shown(c) for c in absent)}. "
-            f"The file's columns are: {', '.join(shown(n) for n in names if n) or 'none'}.{hint}",
+            ngettext(
+                "Missing column: %(absent)s. The file's columns are: %(columns)s.",
+                "Missing columns: %(absent)s. The file's columns are: %(columns)s.",
+                len(absent),
+            ) % {
+                "absent": ", ".join(shown(c) for c in absent),
+                "columns": ", ".join(shown(n) for n in names if n) or gettext("none"),
+            } + hint,
             "missing_columns",
         )
     return mapping, {target: index_of[column.casefold()] for target, column in mapping.items()}
@@ -206,7 +229,7 @@ def parse_file(data: bytes, mapping: dict[str, str] | None = None, *, now: datet
     try:
         header = next(reader, None)
         if header is None or not any(cell.strip() for cell in header):
-            raise file_error("The file is empty; its first line must name the columns.", "empty_file")
+            raise file_error(gettext("The file is empty; its first line must name the columns."), "empty_file")
         first_line = text.split("\n", 1)[0]
         mapping, columns = _columns(header, mapping, first_line)
         rows: list[ParsedRow] = []
@@ -219,16 +242,22 @@ def parse_file(data: bytes, mapping: dict[str, str] | None = None, *, now: datet
                 continue
             rows.append(_parse_row(start, cells, len(header), columns, now))
     except csv.Error as exc:
-        raise file_error(f"Line {reader.line_num}: the CSV cannot be read ({exc}).", "invalid_csv") from None
+        raise file_error(
+            gettext("Line %(line)s: the CSV cannot be read (%(error)s).") % {"line": reader.line_num, "error": exc},
+            "invalid_csv",
+        ) from None
     if not rows:
-        raise file_error("The file has a header but no rows.", "no_rows")
+        raise file_error(gettext("The file has a header but no rows."), "no_rows")
     return ParsedFile(mapping=mapping, rows=rows, blank_lines=blank)
 
 
 def _parse_row(line: int, cells: list[str], width: int, columns: dict[str, int], now: datetime) -> ParsedRow:
     row = ParsedRow(line=line)
     if len(cells) > width and any(cell.strip() for cell in cells[width:]):
-        row.errors.append(f"the row has {len(cells)} cells but the header has {width} columns (a stray comma?)")
+        row.errors.append(
+            gettext("the row has %(cells)s cells but the header has %(columns)s columns (a stray comma?)")
+            % {"cells": len(cells), "columns": width}
+        )
         return row
 
     def cell(name: str) -> str:
@@ -238,7 +267,7 @@ def _parse_row(line: int, cells: list[str], width: int, columns: dict[str, int],
     for name in columns:
         value = cell(name)
         if not storable_text(value):
-            row.errors.append(f"{name}: contains a NUL or an unpaired surrogate character")
+            row.errors.append(f"{name}: " + gettext("contains a NUL or an unpaired surrogate character"))
     if row.errors:
         return row
     row.customer = cell("customer")
@@ -255,14 +284,20 @@ def _parse_row(line: int, cells: list[str], width: int, columns: dict[str, int],
         ("description", limits.MAX_DESCRIPTION_LENGTH),
     ):
         if len(cell(name)) > limit:
-            row.errors.append(f"{name}: at most {limit} characters (got {len(cell(name))})")
+            row.errors.append(
+                f"{name}: "
+                + gettext("at most %(limit)s characters (got %(length)s)") % {"limit": limit, "length": len(cell(name))}
+            )
     if not row.sku:
-        row.errors.append("sku: missing")
+        row.errors.append("sku: " + gettext("missing"))
     row.occurred_at = _timestamp(cell("timestamp"), now, row.errors)
     if "type" in columns:
         kind = cell("type").lower() or EventType.PURCHASE
         if kind not in EventType.values:
-            row.errors.append(f"type: {shown(kind)} is not one of {', '.join(EventType.values)}")
+            row.errors.append(
+                "type: " + gettext("%(value)s is not one of %(choices)s")
+                % {"value": shown(kind), "choices": ", ".join(EventType.values)}
+            )
         row.type = kind
     if "value" in columns and cell("value"):
         row.value = _number(cell("value"), "value", row.errors)
@@ -279,7 +314,7 @@ def _parse_row(line: int, cells: list[str], width: int, columns: dict[str, int],
 
 def _timestamp(raw: str, now: datetime, errors: list[str]) -> datetime | None:
     if not raw:
-        errors.append("timestamp: missing")
+        errors.append("timestamp: " + gettext("missing"))
         return None
     try:
         if raw.replace(".", "", 1).isdigit():
@@ -289,10 +324,11 @@ def _timestamp(raw: str, now: datetime, errors: list[str]) -> datetime | None:
             if value.tzinfo is None:
                 value = value.replace(tzinfo=UTC)
     except (ValueError, OverflowError, OSError):
-        errors.append(f"timestamp: {shown(raw)} is not an ISO 8601 date nor Unix seconds")
+        message = gettext("%(value)s is not an ISO 8601 date nor Unix seconds") % {"value": shown(raw)}
+        errors.append("timestamp: " + message)
         return None
     if value > now + FUTURE_TOLERANCE:
-        errors.append(f"timestamp: {raw} is in the future")
+        errors.append("timestamp: " + gettext("%(value)s is in the future") % {"value": raw})
         return None
     return value
 
@@ -301,10 +337,10 @@ def _number(raw: str, name: str, errors: list[str]) -> float:
     try:
         value = float(raw)
     except ValueError:
-        errors.append(f"{name}: {shown(raw)} is not a number")
+        errors.append(f"{name}: " + gettext("%(value)s is not a number") % {"value": shown(raw)})
         return 0.0
     if not math.isfinite(value) or abs(value) > 1e9:
-        errors.append(f"{name}: {shown(raw)} is out of range")
+        errors.append(f"{name}: " + gettext("%(value)s is out of range") % {"value": shown(raw)})
         return 0.0
     return value
 
@@ -313,14 +349,14 @@ def _price(raw: str, errors: list[str]) -> Decimal | None:
     try:
         value = Decimal(raw)
     except InvalidOperation:
-        errors.append(f"price: {shown(raw)} is not a number")
+        errors.append("price: " + gettext("%(value)s is not a number") % {"value": shown(raw)})
         return None
     if not value.is_finite() or abs(value) > _MAX_PRICE:
-        errors.append(f"price: {shown(raw)} is out of range")
+        errors.append("price: " + gettext("%(value)s is out of range") % {"value": shown(raw)})
     elif value < 0:
-        errors.append(f"price: {raw} is negative")
+        errors.append("price: " + gettext("%(value)s is negative") % {"value": raw})
     elif value != value.quantize(Decimal("0.0001")):
-        errors.append(f"price: {raw} has more than 4 decimal places")
+        errors.append("price: " + gettext("%(value)s has more than 4 decimal places") % {"value": raw})
     else:
         return value
     return None

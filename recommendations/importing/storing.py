@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connection
 from django.utils import timezone
 
+from knowledge import services as knowledge
 from recommendations.importing.reading import ParsedRow, derived_event_id
 from recommendations.models import CatalogItem, Customer, DataImport, Event, EventType
 
@@ -215,6 +216,8 @@ def upsert_items(organization: Organization, project: Project, rows: list[Parsed
     CatalogItem.objects.bulk_update(
         changed, ["title", "description", "price", "attributes", "updated_at"], batch_size=BATCH_SIZE
     )
+    # Their fact sheets become the project's product knowledge, which copy about them is grounded in.
+    knowledge.sync_products(organization_id=organization.pk, project_id=project.pk, items=new + changed)
     return len(new), len(changed)
 
 

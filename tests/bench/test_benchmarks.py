@@ -86,3 +86,38 @@ def test_constraints_benchmark_measures_the_pass_rate_with_and_without_enforceme
     values = dict(line.split(": ", 1) for line in out.splitlines() if line.startswith("constraint_"))
     assert set(values) >= {"constraint_pass_rate_free", "constraint_pass_rate", "constraint_throughput_cost"}, out
     assert all(0 <= float(v) <= 1 for k, v in values.items() if k != "constraint_masking_ms_per_step_row"), out
+
+
+def test_experiments_benchmark_measures_assign_and_compares_the_policies(empty_database):
+    out = _run_benchmark(
+        "bench.experiments",
+        ["--rps", "5", "--duration", "2s", "--runs", "1", "--batch", "2000", "--max-exposures", "4000",
+         "--draws", "2000"],
+        empty_database, 540,
+    )
+
+    lines = out.strip().splitlines()
+    assert "status codes: {200: 10} (0: no answer); errors 0.00%" in out, out
+    assert "web CPU per call: " in out, out
+    assert lines[-3].startswith("adaptive_correct_winner_rate: ")
+    assert lines[-2].startswith("adaptive_regret_vs_fixed: ")
+    assert lines[-1].startswith("assign_p99_ms: ") and float(lines[-1].split()[-1]) > 0
+
+
+def test_retrieval_benchmark_measures_latency_on_every_vector_path_it_has(empty_database):
+    out = _run_benchmark("bench.retrieval", ["--chunks", "30", "--queries", "2"], empty_database, 540)
+
+    numbers = dict(line.split(": ", 1) for line in out.strip().splitlines() if ": " in line)
+    assert float(numbers["retrieval_p50_ms_30_numpy"]) > 0 and float(numbers["retrieval_p95_ms_30_numpy"]) > 0
+    # pgvector where the server has the extension (the first migration creates it), else said so.
+    assert "retrieval_p50_ms_30_pgvector" in numbers or "retrieval_pgvector" in numbers, out
+
+
+def test_grounding_benchmark_ends_with_the_unsupported_share_and_the_fact_checks_scores(empty_database):
+    out = _run_benchmark(
+        "bench.grounding", ["--products", "1", "--batch", "1", "--max-new-tokens", "8"], empty_database, 540
+    )
+
+    last = dict(line.split(": ", 1) for line in out.strip().splitlines()[-3:])
+    assert list(last) == ["unsupported_numeric_claims_with_knowledge", "factcheck_recall", "factcheck_precision"], out
+    assert all(0 <= float(value) <= 1 for value in last.values()), out

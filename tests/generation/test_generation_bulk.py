@@ -293,8 +293,13 @@ def test_results_csv_has_a_line_per_row_with_status_error_and_texts(cast, client
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(response.content.decode())))
-    assert rows[0] == ["line", "status", "job_id", "product", "audience", "tone", "error", "variant_1", "variant_2"]
-    assert rows[1] == ["2", "succeeded", str(bulbs.pk), "Bulbs", "", "fun", "", "'=cmd|' /C calc'!A0", "Second take"]
+    assert rows[0] == [
+        "line", "status", "job_id", "product", "audience", "tone", "error", "variant_1", "variant_2",
+        "facts_supported", "facts_unsupported", "facts_flagged",
+    ]
+    assert rows[1] == [
+        "2", "succeeded", str(bulbs.pk), "Bulbs", "", "fun", "", "'=cmd|' /C calc'!A0", "Second take", "0", "0", "0"
+    ]
     assert rows[2] == ["3", "rejected", "", "", "", "", "product: this variable is required"]
     assert rows[3] == ["4", "failed", str(seeds.pk), "Seeds", "", "formal", "Input blocked."]
     assert response.content.decode() == batch_results_csv(batch)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import threading
 import time
 
 import pytest
 
 from tests.support.models import real_model, tiny_model
-from workers.engine import BatchEngine, FinishReason, GenerationRequest, generate_batch
+from workers.engine import BatchEngine, FinishReason, GenerationRequest, generate_batch, prefixes_for
 
 MESSAGES = [
     {"role": "system", "content": "You are a marketing copywriter."},
@@ -109,6 +111,57 @@ def test_a_failing_batch_fails_its_requests_not_the_engine():
     with pytest.raises(Exception):
         engine.submit(bad).result(timeout=60)
     assert engine.generate([_request(max_new_tokens=2)])[0].completion_tokens >= 1
+
+
+def test_a_shared_system_prompt_is_computed_once_and_changes_no_output(settings):
+    # A fresh model object has a fresh prefix cache: the counts below are this test's alone.
+    model = dataclasses.replace(tiny_model())
+    model.model = copy.deepcopy(model.model)
+    system = {"role": "system", "content": "You are a marketing copywriter for an outdoor shop. " * 3}
+    requests = [
+        _request(messages=[system, {"role": "user", "content": f"One line about tent number {n}."}], temperature=0)
+        for n in range(4)
+    ]
+    cache = prefixes_for(model)
+
+    first = generate_batch(model, requests[:2])
+    second = generate_batch(model, requests)
+    cache.max_bytes = 0  # off: every prompt computed whole, as without the cache
+    uncached = generate_batch(model, requests)
+
+    assert (cache.misses, cache.hits) == (1, 5)  # computed for the first request, reused by the next five
+    assert [r.text for r in first] == [r.text for r in second[:2]]
+    assert [r.text for r in second] == [r.text for r in uncached]
+    assert [r.prompt_tokens for r in second] == [r.prompt_tokens for r in uncached]
+
+
+def test_the_prefix_cache_stays_within_its_memory_bound():
+    model = dataclasses.replace(tiny_model())
+    model.model = copy.deepcopy(model.model)
+    cache = prefixes_for(model)
+    prompts = [
+        [{"role": "system", "content": f"Brand voice {n}: warm and plain. " * 4}, {"role": "user", "content": "A"}]
+        for n in range(6)
+    ]
+    one = cache.get(cache.split(prompts[0])[0])
+    entry_bytes = sum(k.numel() * k.element_size() * 2 for k, _ in one)
+    cache.max_bytes = 2 * entry_bytes + entry_bytes // 2
+
+    for messages in prompts[1:]:
+        cache.get(cache.split(messages)[0])
+
+    assert cache.bytes <= cache.max_bytes
+    assert len(cache._entries) == 2  # the two most recent
+    assert tuple(cache.split(prompts[-1])[0]) in cache._entries
+
+
+def test_a_prompt_without_a_shareable_prefix_is_computed_whole():
+    cache = prefixes_for(tiny_model())
+    alone = [{"role": "user", "content": "Write one sentence about a mug."}]
+    short_system = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "A mug."}]
+
+    assert cache.split(alone)[0] == []
+    assert cache.split(short_system)[0] == []  # under PREFIX_MIN_TOKENS: not worth a cache entry
 
 
 def test_real_model_writes_relevant_english_copy():

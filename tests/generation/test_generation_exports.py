@@ -86,13 +86,16 @@ def test_csv_cells_cannot_run_as_spreadsheet_formulas(cast, job):
 def test_csv_of_a_project_without_jobs_is_the_header(cast):
     assert export_csv(cast.sibling_project).splitlines() == [
         "job_id,variant_id,created_at,template,template_version,inputs,index,revision,text,edited_text,final_text,"
-        "finish_reason,rating,approved,brand_fit,constraints_passed"
+        "finish_reason,rating,approved,brand_fit,constraints_passed,facts_supported,facts_unsupported,facts_flagged"
     ]
 
 
 def test_jsonl_keeps_approved_and_well_rated_variants_as_chat_conversations(cast, client_for, job):
     BrandVoice.objects.create(project=cast.project, tone="Warm", words_to_avoid=["cheap"])
-    VariantFactory(job=job, index=0, text="Approved take.", edited_text="Approved, edited.", approved=True)
+    won = {"experiment": "e1", "lift": 0.25, "conversions": 40, "exposures": 400, "baseline": "A"}
+    VariantFactory(
+        job=job, index=0, text="Approved take.", edited_text="Approved, edited.", approved=True, outcome=won
+    )
     VariantFactory(job=job, index=1, text="Rated four.", rating=4)
     VariantFactory(job=job, index=2, text="Rated two.", rating=2)
     VariantFactory(job=job, index=3, text="Unrated.")
@@ -103,7 +106,9 @@ def test_jsonl_keeps_approved_and_well_rated_variants_as_chat_conversations(cast
     assert response.status_code == 200
     assert response["Content-Type"] == "application/jsonl; charset=utf-8"
     lines = _jsonl(response.content.decode())
-    assert [(line["approved"], line["rating"]) for line in lines] == [(True, None), (False, 4)]
+    assert [(line["approved"], line["rating"], line["outcome"]) for line in lines] == [
+        (True, None, won), (False, 4, None)  # an experiment's winner carries its measured lift
+    ]
     system, user, assistant = lines[0]["messages"]
     assert system["role"] == "system"
     assert system["content"].startswith("You write taglines.")

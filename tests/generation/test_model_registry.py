@@ -497,6 +497,44 @@ def test_the_generate_form_offers_the_usable_models_and_says_which_are_down(cast
     assert GenerationJob.objects.filter(organization=cast.org).count() == 1
 
 
+def test_the_models_page_lists_usable_models_with_reachability_and_saves_the_project_default(
+    cast, client_for, server_up, server_down
+):
+    ServingModelFactory(slug="premium", name="Premium writer")
+    _openai_model(server_up, slug="online", name="Online writer")
+    _openai_model(server_down, slug="offline", name="Offline writer")
+    ServingModelFactory(slug="globex-only", name="Globex writer", organization=cast.outsider_org)
+    url = f"/projects/{cast.project.pk}/models/"
+    registry.reachability(ServingModel.objects.filter(slug__in=["online", "offline"]))  # probed, then cached
+
+    page = client_for(cast.viewer).get(url).content.decode()
+    saved = client_for(cast.editor).post(url, {"default_model": "premium"})
+    after = client_for(cast.viewer).get(url).content.decode()
+
+    assert "Premium writer" in page and "Online writer" in page and "Offline writer" in page
+    assert "Globex writer" not in page
+    assert "unreachable" in page.split("Offline writer")[1].split("</tr>")[0]
+    assert ">reachable<" in page.split("Online writer")[1].split("</tr>")[0]
+    assert saved.status_code == 302
+    assert registry.settings_for(cast.project).default_model.slug == "premium"
+    assert "used by default" in after.split("Premium writer")[1].split("</tr>")[0]
+
+
+def test_the_models_page_refuses_what_the_project_may_not_use_and_readers_cannot_change_it(cast, client_for):
+    ServingModelFactory(slug="globex-only", organization=cast.outsider_org)
+    url = f"/projects/{cast.project.pk}/models/"
+
+    refused = client_for(cast.editor).post(url, {"default_model": "globex-only"})
+    by_viewer = client_for(cast.viewer).post(url, {"default_model": ""})
+    outsider = client_for(cast.outsider).get(url)
+
+    assert refused.status_code == 400
+    assert "globex-only" in refused.content.decode()  # the field says the choice is not available
+    assert by_viewer.status_code == 403
+    assert outsider.status_code == 404
+    assert registry.settings_for(cast.project).default_model_id is None
+
+
 def test_the_default_row_follows_an_openai_server_named_in_the_settings(cast, settings):
     settings.LOOM_OPENAI_BASE_URL, settings.LOOM_OPENAI_MODEL = "http://vllm:8000/v1/", "gpu-default"
     settings.LOOM_OPENAI_API_KEY = "server-key"

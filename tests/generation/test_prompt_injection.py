@@ -115,6 +115,8 @@ def _stored_text(skip: set[str]) -> Iterator[tuple[str, str]]:
 
 def _tables_holding(needle: str) -> list[str]:
     configured = {"generation_brandvoice", "generation_templateversion"}
+    # A brand voice's examples are also its own project's knowledge (kind brand_example), by design.
+    configured |= {"knowledge_knowledgesource", "knowledge_chunk"}
     return sorted({table for table, text in _stored_text(configured) if needle.casefold() in text.casefold()})
 
 

@@ -14,7 +14,9 @@ from tests.support.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
-PROJECT_APPS = {"accounts", "organizations", "projects", "apikeys", "audit", "generation", "billing", "recommendations"}
+PROJECT_APPS = {
+    "accounts", "organizations", "projects", "apikeys", "audit", "sso", "generation", "billing", "recommendations",
+}
 
 
 def test_every_project_model_is_registered_in_the_admin():

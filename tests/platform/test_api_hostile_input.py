@@ -105,7 +105,10 @@ RAW_BODIES: dict[str, tuple[str, bytes]] = {
 UNPARSEABLE = {"nested-100k", "nested-500-in-field", "nan", "huge-int-literal", "truncated", "not-json",
                "invalid-utf8", "text-plain", "xml", "multipart-without-boundary", "form-too-many-fields"}
 #: Actions that take no body: they ignore whatever is sent.
-BODY_IGNORED = {"member-leave", "member-transfer-ownership", "job-cancel", "variant-regenerate"}
+BODY_IGNORED = {
+    "member-leave", "member-transfer-ownership", "job-cancel", "variant-regenerate",
+    "experiment-start", "experiment-stop", "experiment-conclude",
+}
 
 #: What can sit where an id belongs; none of it names an object.
 JUNK_IDS = ["not-a-uuid", "0", "-1", "null", "x" * 300, "%00", "%ff%fe", "%C3%BC", "%20", "'--", str(uuid.uuid4())]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from projects.models import Project
-from tests.api_routes import acme_object, api_routes, call_id
+from tests.api_routes import REQUIRED_QUERY, acme_object, api_routes, call_id
 
 pytestmark = pytest.mark.django_db
 
@@ -17,8 +17,10 @@ def test_route_answers_without_trailing_slash(cast, client_for, route):
     client = client_for(cast.owner)
     url = route.url(acme_object(cast, route).pk) if route.takes_pk else route.url()
 
-    with_slash = client.get(url if url.endswith("/") else url + "/")
-    without_slash = client.get(url.rstrip("/"))
+    query = REQUIRED_QUERY.get(route.name, {})
+
+    with_slash = client.get(url if url.endswith("/") else url + "/", query)
+    without_slash = client.get(url.rstrip("/"), query)
 
     assert with_slash.status_code == 200, with_slash.content
     assert without_slash.status_code == 200

@@ -59,6 +59,19 @@ RULES_BEYOND_THE_SCHEMA = {
     "invalid_range",
     # a model slug must name a registry row the organization may use (operators manage the registry)
     "invalid_model",
+    # an experiment's arms: approved variants of the project, labels unique, a control text not blank once
+    # trimmed; an adaptive floor the arms can share (min_share x arms <= 1); tracking hosts and targets
+    "invalid_arms",
+    "invalid_min_share",
+    "invalid_allowed_hosts",
+    "invalid_target_url",
+    "invalid_unit",
+    "target_not_allowed",
+    # goal and outcome event names: letters, digits and _ - . : only (experiments.services.event_name)
+    "invalid_goal_event",
+    "invalid_event",
+    # an outcome names its unit or its assignment, exactly one of the two
+    "unit_or_assignment",
 }
 
 

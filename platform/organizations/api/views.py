@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -93,7 +94,7 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
 
     def _require_session(self) -> None:
         if self.tenant.api_key is not None:
-            raise PermissionDenied("API keys cannot manage members; an organization admin does that.")
+            raise PermissionDenied(gettext("API keys cannot manage members; an organization admin does that."))
 
 
 class InvitationViewSet(
@@ -128,7 +129,7 @@ class AcceptInvitationView(APIView):
     @extend_schema(request=AcceptInvitationSerializer, responses=MemberSerializer)
     def post(self, request: Request) -> Response:
         if credential_tenant(request) is not None:
-            raise PermissionDenied("Invitations are accepted by a signed-in person, not an API key.")
+            raise PermissionDenied(gettext("Invitations are accepted by a signed-in person, not an API key."))
         data = AcceptInvitationSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         membership = services.accept_invitation(actor=request.user, token=data.validated_data["token"])

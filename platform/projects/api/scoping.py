@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.utils.translation import gettext
+
 from core.errors import NotFound
 from projects.models import Project
 
@@ -20,5 +22,5 @@ class ProjectScopedCreate:
             projects = projects.filter(pk=self.tenant.project_id)
         project = projects.filter(pk=project_id).first()
         if project is None:
-            raise NotFound("Project not found.", code="project_not_found")
+            raise NotFound(gettext("Project not found."), code="project_not_found")
         return project

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext
 from rest_framework import mixins, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
@@ -28,7 +29,7 @@ class ProjectViewSet(
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         if self.tenant.project_id is not None:
-            raise PermissionDenied("This API key is restricted to one project and cannot create projects.")
+            raise PermissionDenied(gettext("This API key is restricted to one project and cannot create projects."))
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         project = services.create_project(
