@@ -212,7 +212,7 @@ class CampaignForm(_ProjectForm):
                 continue
             name, sep, value = line.partition(":")
             if not sep or not name.strip():
-                raise forms.ValidationError(f"Line {number}: write variable: value.")
+                raise forms.ValidationError(_("Line %(number)s: write variable: value.") % {"number": number})
             values[name.strip()] = value.strip()
         return values
 

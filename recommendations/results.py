@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from core import progress as progress_counts
 from core.csvfiles import spreadsheet_safe
@@ -32,13 +33,13 @@ ASSIGNED = "assigned"
 
 #: How a campaign's progress card words each status (core/_progress_card.html).
 STATUS_LABELS = (
-    (JobStatus.SUCCEEDED, "written", "text-success"),
-    (JobStatus.FAILED, "failed", "text-danger"),
-    (NOT_QUEUED, "refused", "text-danger"),
-    (ASSIGNED, "assigned an arm", "text-success"),
-    (JobStatus.RUNNING, "running", ""),
-    (JobStatus.QUEUED, "queued", ""),
-    (REGENERATING, "being rewritten", ""),
+    (JobStatus.SUCCEEDED, gettext_lazy("written"), "text-success"),
+    (JobStatus.FAILED, gettext_lazy("failed"), "text-danger"),
+    (NOT_QUEUED, gettext_lazy("refused"), "text-danger"),
+    (ASSIGNED, gettext_lazy("assigned an arm"), "text-success"),
+    (JobStatus.RUNNING, gettext_lazy("running"), ""),
+    (JobStatus.QUEUED, gettext_lazy("queued"), ""),
+    (REGENERATING, gettext_lazy("being rewritten"), ""),
 )
 
 
