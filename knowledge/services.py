@@ -28,8 +28,8 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _field_error(field: str, message: str) -> InvalidInput:
-    return InvalidInput(f"{field}: {message}.", code="invalid", fields={field: [message]})
+def _field_error(field: str, message: str, code: str = "invalid") -> InvalidInput:
+    return InvalidInput(f"{field}: {message}.", code=code, fields={field: [message]})
 
 
 def _date(value: Any, field: str) -> datetime.date | None:
@@ -85,7 +85,9 @@ def clean_metadata(fields: dict[str, Any]) -> dict[str, Any]:
 
 def _check_validity(source: KnowledgeSource) -> None:
     if source.valid_from and source.valid_until and source.valid_until < source.valid_from:
-        raise _field_error("valid_until", gettext("on or after %(field)s") % {"field": "valid_from"})
+        raise _field_error(
+            "valid_until", gettext("on or after %(field)s") % {"field": "valid_from"}, code="invalid_range"
+        )
 
 
 def read_upload(*, data: bytes, filename: str, declared_mime: str = "") -> tuple[str, str]:
@@ -135,8 +137,13 @@ def create_source(
             )
         text = ingest.tidy(text)
         if not text:
-            raise _field_error("text", gettext("must not be empty"))
-    title = _text(title, "title", limits.MAX_TITLE_LENGTH) or filename[: limits.MAX_TITLE_LENGTH]
+            raise _field_error("text", gettext("must not be empty"), code="empty_text")
+    # Without a title or a file name, the text's first words name the source (as a file's name would).
+    title = (
+        _text(title, "title", limits.MAX_TITLE_LENGTH)
+        or filename[: limits.MAX_TITLE_LENGTH]
+        or " ".join(text.split()[:8])[: limits.MAX_TITLE_LENGTH]
+    )
     if not title:
         raise _field_error("title", gettext("must not be empty"))
     source = KnowledgeSource(

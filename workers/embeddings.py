@@ -25,7 +25,14 @@ def available() -> bool:
     """Whether this process can embed: a generation worker that only streams from an OpenAI-compatible
     server may run without torch; its outputs are then scored on the default queue
     (``generation.execution.score_variants``)."""
-    return all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers"))
+    return all(_importable(name) for name in ("torch", "transformers"))
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a broken or blocked install is as good as none
+        return False
 
 
 def embedding_model_dir() -> Path:

@@ -6,6 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from core.errors import InvalidInput
 from core.fields import NonEmptyFileField
 from knowledge import limits
 from knowledge.models import KnowledgeSource, SourceKind
@@ -40,14 +41,23 @@ class KnowledgeSourceDetailSerializer(KnowledgeSourceSerializer):
         read_only_fields = fields
 
 
+class _FormDateField(serializers.DateField):
+    """A nullable date that a multipart form (where JSON's null cannot be written) may send as "" or "null"."""
+
+    def to_internal_value(self, value: Any) -> Any:
+        if value in ("", "null"):
+            return None
+        return super().to_internal_value(value)
+
+
 class _Metadata(serializers.Serializer[Any]):
     sku = serializers.CharField(required=False, allow_blank=True, max_length=limits.MAX_SKU_LENGTH)
     language = serializers.CharField(required=False, allow_blank=True, max_length=limits.MAX_LANGUAGE_LENGTH)
     tags = serializers.ListField(
         child=serializers.CharField(max_length=limits.MAX_TAG_LENGTH), required=False, max_length=limits.MAX_TAGS
     )
-    valid_from = serializers.DateField(required=False, allow_null=True)
-    valid_until = serializers.DateField(required=False, allow_null=True)
+    valid_from = _FormDateField(required=False, allow_null=True)
+    valid_until = _FormDateField(required=False, allow_null=True)
 
 
 class KnowledgeSourceCreateSerializer(_Metadata):
@@ -61,8 +71,18 @@ class KnowledgeSourceCreateSerializer(_Metadata):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("file" in attrs) == ("text" in attrs):
-            raise serializers.ValidationError({"file": ["Send either a file or a text."]})
+            # Its own code: "exactly one of two optional fields" is a rule OpenAPI cannot state.
+            raise InvalidInput(
+                "Send either a file or a text.", code="file_or_text", fields={"file": ["Send either a file or a text."]}
+            )
         return attrs
+
+
+class KnowledgeTextCreateSerializer(_Metadata):
+    """The JSON form of a new source (the schema's ``application/json`` body): text, never a file."""
+
+    text = serializers.CharField(max_length=limits.MAX_PASTED_TEXT_CHARS, help_text="The text of the document.")
+    title = serializers.CharField(required=False, allow_blank=True, max_length=limits.MAX_TITLE_LENGTH)
 
 
 class KnowledgeSourceUpdateSerializer(_Metadata):
@@ -72,9 +92,18 @@ class KnowledgeSourceUpdateSerializer(_Metadata):
     )
 
 
+class _KindsField(serializers.MultipleChoiceField):
+    """Kinds from the query string, where ``?kind=`` (an empty value) means no filter rather than an error."""
+
+    def get_value(self, dictionary: Any) -> Any:
+        if hasattr(dictionary, "getlist") and self.field_name in dictionary:
+            return [value for value in dictionary.getlist(self.field_name) if value != ""]
+        return super().get_value(dictionary)
+
+
 class KnowledgeSearchSerializer(serializers.Serializer[Any]):
     q = serializers.CharField(max_length=2000, help_text="A brief: what the copy will be about.")
-    kind = serializers.MultipleChoiceField(choices=SourceKind.choices, required=False)
+    kind = _KindsField(choices=SourceKind.choices, required=False)
     sku = serializers.CharField(required=False, max_length=2000, help_text="SKUs, comma-separated.")
     tags = serializers.CharField(required=False, max_length=2000, help_text="Tags, comma-separated (any of them).")
     language = serializers.CharField(required=False, max_length=limits.MAX_LANGUAGE_LENGTH)

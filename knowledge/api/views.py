@@ -26,6 +26,7 @@ from knowledge.api.serializers import (
     KnowledgeSourceDetailSerializer,
     KnowledgeSourceSerializer,
     KnowledgeSourceUpdateSerializer,
+    KnowledgeTextCreateSerializer,
     RetrievedChunkSerializer,
 )
 from knowledge.models import KnowledgeSource
@@ -66,7 +67,7 @@ class ProjectKnowledgeViewSet(TenantViewSet):
         super().initial(request, *args, **kwargs)
 
     @extend_schema(responses=KnowledgeSourceSerializer(many=True))
-    @action(detail=True, methods=["get"], url_path="knowledge", url_name="knowledge")
+    @action(detail=True, methods=["get"], url_path="knowledge", url_name="knowledge", pagination_class=None)
     def knowledge(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         project = self.get_object()
         return Response(KnowledgeSourceSerializer(_sources(project), many=True).data)
@@ -74,7 +75,7 @@ class ProjectKnowledgeViewSet(TenantViewSet):
     @extend_schema(
         request={
             "multipart/form-data": KnowledgeSourceCreateSerializer,
-            "application/json": KnowledgeSourceCreateSerializer,
+            "application/json": KnowledgeTextCreateSerializer,
         },
         responses={201: KnowledgeSourceSerializer, 413: None, 415: None},
         description="A document from a file (plain text, Markdown, HTML, PDF) or from text; it is chunked and "
@@ -105,7 +106,9 @@ class ProjectKnowledgeViewSet(TenantViewSet):
         responses=RetrievedChunkSerializer(many=True),
         description="The chunks a job with this brief (and these filters) would get in its prompt, best first.",
     )
-    @action(detail=True, methods=["get"], url_path="knowledge/search", url_name="knowledge-search")
+    @action(
+        detail=True, methods=["get"], url_path="knowledge/search", url_name="knowledge-search", pagination_class=None
+    )
     def knowledge_search(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         project = self.get_object()
         wanted = validated(KnowledgeSearchSerializer, request.query_params).validated_data

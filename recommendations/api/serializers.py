@@ -644,7 +644,9 @@ class CampaignCreateSerializer(serializers.Serializer[Any]):
         help_text="Run as this running experiment of the project: each customer is assigned an arm and its text "
         "is their copy (no generation job, nothing charged).",
     )
-    landing_url = serializers.URLField(
+    # Checked by the service (experiments.serving.click_target: an http(s) URL on a host the experiment allows),
+    # which answers with its own codes rather than a generic "invalid".
+    landing_url = serializers.CharField(
         required=False, allow_blank=True, max_length=experiment_limits.MAX_URL_LENGTH,
         help_text="Where each customer's tracking link leads (default: the experiment's target URL); its host "
         "must be one the experiment allows.",

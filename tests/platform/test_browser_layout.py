@@ -37,7 +37,7 @@ WIDTHS = (1280, 1366, 1920)
 HEIGHT = 900
 #: The top navigation of an owner who is also staff, in order.
 NAV_LABELS = [
-    "Overview", "Projects", "Generate", "History", "Bulk", "Customers",
+    "Overview", "Projects", "Generate", "History", "Bulk", "Customers", "Experiments",
     "Members", "Billing", "Settings", "API keys", "Admin",
 ]
 

@@ -245,8 +245,14 @@ def test_a_job_runs_end_to_end_on_the_openai_backend_and_bills_its_usage(cast, b
 #: A generation worker with torch made unimportable: imports the engines and execution, then either
 #: generates through the engine alone or runs a whole job.
 _TORCHLESS_WORKER = """
-import sys
-sys.modules["torch"] = None  # any import of torch (or of transformers, which needs it) fails
+import importlib.abc, sys
+class NoTorch(importlib.abc.MetaPathFinder):
+    # As on a machine without torch: any import of it (or of transformers, which needs it) fails, and
+    # sys.modules never holds it (libraries such as scipy look there to see whether torch is in use).
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, NoTorch())
 import django, srcroot
 django.setup()
 import generation.execution, workers.celery, workers.engines
