@@ -1,6 +1,6 @@
 """Experiments: the latency of ``assign`` through a real web server, and how the allocation policies decide.
 
-    python -m bench.experiments [--rps 100] [--duration 60s] [--runs 20]
+    python -m bench.experiments [--rps 100] [--duration 60s] [--runs 40] [--parallel 4]
 
 1. Latency. Migrates the configured database (an empty one is fine), makes an organization on
    Enterprise with a running three-arm experiment, starts gunicorn as deployed (2 processes x 4
@@ -14,13 +14,22 @@
    depends on the neighbours, CPU per call does not (cores / CPU per call = the calls per second the
    web can carry at most).
 
-2. Policies (``--runs``). Arms with known conversion rates (2.0%, 2.4%, 3.0%), units arriving in
-   batches of ``--batch``, after each batch the review beat runs: the same functions
-   (``experiments.stats.analyse``, ``thompson_weights``, ``stop_reason``) with the same defaults
-   (stop at 95% probability to be best once each arm has ``--min-exposures``, or at ``--max-exposures``).
-   In process, without the web server: a decision takes tens of thousands of exposures per run, hours
-   through HTTP on this machine, and the HTTP path is what part 1 measures. Expected regret is the
-   conversion rate given up against always showing the best arm, summed over units.
+2. Policies (``--runs`` experiments per policy, ``--parallel`` at a time), through the same server: arms
+   with known conversion rates (2.0%, 2.4%, 3.0%), each experiment made and started through the API. Per
+   batch of ``--batch`` new units: one bulk assignment (``POST /api/v1/experiments/{id}/assignments``),
+   each unit converts at its arm's true rate, the conversions go in as purchase events through the event
+   ingest (``POST /api/v1/events/``), then the review the beat runs (``services.review_experiment``, what
+   ``experiments.review_running`` calls for every running experiment): adaptive reweighting and the stop
+   rule (95% probability to be best once each arm has ``--min-exposures``, or ``--max-exposures``).
+   Until the review concludes the experiment; its winner is the declared winner. Regret is the
+   conversion rate given up against always showing the best arm, summed over the units assigned.
+   Both policies run the same seeds (paired). It checks that every conversion sent was recorded as an
+   outcome exactly once (exit status 1 if not).
+
+   Why ``--runs 40``: a decision takes ~10,000 exposures, so a run is ~20 batches; 40 runs per policy
+   put the correct-winner rate's standard error at ~0.03 around 0.97 (20 runs: ~0.04, where one wrong
+   run moves it by 0.05), and the regret ratio's paired spread at about +-0.05; 80 experiments through
+   HTTP take minutes on this machine, 4 at a time (a 2x4 gunicorn has threads to spare for four).
 
 The last lines:
 
@@ -42,6 +51,8 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +64,8 @@ NEW_UNIT_SHARE = 0.7
 #: Calls per minute one Enterprise key may make (the plan's per-key limit is 3,000): keys are added to
 #: stay under it with room, so the benchmark measures assignment and not the rate limiter's 429s.
 CALLS_PER_KEY_PER_MINUTE = 2400
+#: Experiments per policy, and how many run at a time (see the module docstring for why).
+RUNS, PARALLEL = 40, 4
 
 
 # --- part 1: latency through gunicorn --------------------------------------------------------------
@@ -65,8 +78,6 @@ class Setup:
 
 
 def prepare(keys: int) -> Setup:
-    from django.core.management import call_command
-
     from accounts.models import User
     from apikeys.services import create_api_key
     from billing.services import assign_plan
@@ -74,7 +85,6 @@ def prepare(keys: int) -> Setup:
     from organizations.services import create_organization
     from projects.services import create_project
 
-    call_command("migrate", verbosity=0)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     owner = User.objects.create_user(email=f"experiments-{stamp}-{secrets.token_hex(3)}@bench.localhost",
                                      password=secrets.token_urlsafe(16))
@@ -168,24 +178,17 @@ def server_cpu_s(master_pid: int) -> float:
     return total
 
 
-def latency_run(args: argparse.Namespace) -> float:
-    from bench import harness
+def latency_run(args: argparse.Namespace, web: Any) -> float:
     from experiments.models import Assignment
 
     keys = max(1, int(np.ceil(args.rps * 60 / CALLS_PER_KEY_PER_MINUTE)))
     setup = prepare(keys)
-    web = harness.WebServer(dict(os.environ), workers=args.web_workers, threads=args.web_threads, name="web",
-                            log_path=harness.VAR_DIR / "bench-experiments-web.log", timeout=90)
-    web.start()
-    try:
-        drive(web.base_url, setup, min(args.rps, 20.0), 2.0)  # warm: connections, imports, the cache
-        assert web.process is not None
-        cpu_before, load_before = server_cpu_s(web.process.pid), os.getloadavg()[0]
-        latencies, statuses, achieved = drive(web.base_url, setup, args.rps, args.duration)
-        cpu_per_call_ms = (server_cpu_s(web.process.pid) - cpu_before) * 1000 / max(len(latencies), 1)
-        load_after = os.getloadavg()[0]
-    finally:
-        web.stop()
+    drive(web.base_url, setup, min(args.rps, 20.0), 2.0)  # warm: connections, imports, the cache
+    assert web.process is not None
+    cpu_before, load_before = server_cpu_s(web.process.pid), os.getloadavg()[0]
+    latencies, statuses, achieved = drive(web.base_url, setup, args.rps, args.duration)
+    cpu_per_call_ms = (server_cpu_s(web.process.pid) - cpu_before) * 1000 / max(len(latencies), 1)
+    load_after = os.getloadavg()[0]
     exposures = Assignment.objects.filter(experiment_id=setup.experiment_id)
     units = exposures.values("unit").distinct().count()
     print(f"assign: {len(latencies)} calls at {achieved:.1f}/s (target {args.rps:g}/s) over {args.duration:g} s, "
@@ -204,7 +207,7 @@ def latency_run(args: argparse.Namespace) -> float:
     return percentile(latencies, 99)
 
 
-# --- part 2: the policies, simulated ---------------------------------------------------------------
+# --- part 2: the policies, through the API --------------------------------------------------------
 
 
 @dataclass
@@ -212,49 +215,148 @@ class Outcome:
     winner: int
     exposures: int
     regret: float
+    conversions: int
 
 
-def simulate(policy: str, seed: int, args: argparse.Namespace) -> Outcome:
-    from experiments import stats
+@dataclass
+class Api:
+    base_url: str
+    project_id: str
+    #: Write keys (the ingest needs one), used in turn so no key nears its per-minute limit.
+    keys: list[str]
+
+
+SKU = "bench-bulbs"
+
+
+def policy_setup(keys: int) -> tuple[str, list[str]]:
+    """The policies' organization: Enterprise (no cap on running experiments), a project and write keys."""
+    from accounts.models import User
+    from apikeys.services import create_api_key
+    from billing.services import assign_plan
+    from organizations.services import create_organization
+    from projects.services import create_project
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    owner = User.objects.create_user(email=f"policies-{stamp}-{secrets.token_hex(3)}@bench.localhost",
+                                     password=secrets.token_urlsafe(16))
+    organization = create_organization(actor=owner, name=f"Experiment policies bench {stamp}")
+    assign_plan(organization=organization, plan_code="enterprise", reason="bench.experiments policies")
+    project = create_project(actor=owner, organization=organization, name="Policies")
+    secrets_ = [
+        create_api_key(actor=owner, organization=organization, name=f"policy key {i + 1}", scope="write").secret
+        for i in range(keys)
+    ]
+    return str(project.pk), secrets_
+
+
+def _call(session: Any, method: str, url: str, key: str, body: dict[str, Any]) -> Any:
+    response = session.request(method, url, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=120)
+    if response.status_code >= 300:
+        raise RuntimeError(f"{method} {url}: {response.status_code} {response.text[:300]}")
+    return response.json()
+
+
+def run_policy(api: Api, policy: str, seed: int, args: argparse.Namespace) -> Outcome:
+    """One experiment through the API until its stop rule concludes it.
+
+    Per batch of ``--batch`` new units: bulk assignment (``POST .../assignments``, without tracking links:
+    outcomes go in as events), each unit converts at its
+    arm's true rate, the conversions go in as purchase events (``POST /api/v1/events/``), then the review
+    beat runs for it (``services.review_experiment``, what ``experiments.review_running`` runs per experiment).
+    """
+    import requests
+
+    from experiments import services
+    from experiments.models import Experiment, Status
 
     rng = np.random.default_rng(seed)
-    rates = np.array(TRUE_RATES)
-    k = len(rates)
-    exposures = np.zeros(k, dtype=int)
-    conversions = np.zeros(k, dtype=int)
-    weights = np.full(k, 1.0 / k)
-    regret = 0.0
-    labels = [chr(65 + i) for i in range(k)]
+    best = max(TRUE_RATES)
+    session = requests.Session()
+    key = api.keys[seed % len(api.keys)]
+    created = _call(session, "POST", f"{api.base_url}/api/v1/experiments/", key, {
+        "project": api.project_id, "name": f"{policy} {seed}", "goal_event": "purchase", "policy": policy,
+        "min_share": args.min_share, "stop_probability": args.stop_probability,
+        "min_exposures": args.min_exposures, "max_exposures": args.max_exposures,
+        "arms": [{"label": chr(65 + i), "text": f"Copy converting at {rate:.1%}."}
+                 for i, rate in enumerate(TRUE_RATES)],
+    })
+    experiment_id = created["id"]
+    rate_of = {chr(65 + i): rate for i, rate in enumerate(TRUE_RATES)}
+    _call(session, "POST", f"{api.base_url}/api/v1/experiments/{experiment_id}/start", key, {})
+    regret, served, converted, batch = 0.0, 0, 0, 0
     while True:
-        served = rng.choice(k, size=args.batch, p=weights)
-        for arm in range(k):
-            n = int((served == arm).sum())
-            exposures[arm] += n
-            conversions[arm] += int(rng.binomial(n, rates[arm]))
-            regret += n * (rates.max() - rates[arm])
-        counts = list(zip(exposures.tolist(), conversions.tolist(), strict=True))
-        analysed = stats.analyse(counts, draws=args.draws, seed=seed)
-        reason = stats.stop_reason(analysed, labels, stop_probability=args.stop_probability,
-                                   min_exposures=args.min_exposures, max_exposures=args.max_exposures)
-        if reason:
-            winner = max(range(k), key=lambda i: analysed[i].prob_best)
-            return Outcome(winner, int(exposures.sum()), regret)
-        if policy == "adaptive":
-            weights = np.array(stats.thompson_weights(counts, min_share=args.min_share, draws=args.draws, seed=seed))
+        units = [f"{policy}-{seed}-{batch}-{n}" for n in range(args.batch)]
+        batch += 1
+        events = []
+        for page in range(0, len(units), MAX_BULK_REQUEST):
+            answer = _call(session, "POST", f"{api.base_url}/api/v1/experiments/{experiment_id}/assignments", key,
+                           {"units": units[page:page + MAX_BULK_REQUEST], "links": False})
+            for row in answer["assignments"]:
+                rate = rate_of[row["arm"]]
+                regret += best - rate
+                served += 1
+                if rng.random() < rate:
+                    events.append({"event_id": f"{experiment_id}:{row['unit']}", "customer": row["unit"],
+                                   "sku": SKU, "type": "purchase",
+                                   "timestamp": datetime.now(UTC).isoformat(timespec="microseconds")})
+        if events:
+            converted += len(events)
+            _call(session, "POST", f"{api.base_url}/api/v1/events/", key,
+                  {"project": api.project_id, "events": events})
+        experiment = services.review_experiment(Experiment.objects.get(pk=experiment_id))
+        if experiment.status == Status.CONCLUDED:
+            labels = [arm.label for arm in experiment.arms.order_by("position")]
+            assert experiment.winner is not None
+            return Outcome(labels.index(experiment.winner.label), served, regret, converted)
 
 
-def policy_runs(args: argparse.Namespace) -> tuple[float, float]:
+#: Units per bulk request the benchmark sends (the API's cap); a larger ``--batch`` is several requests.
+MAX_BULK_REQUEST = 1000
+
+
+def policy_runs(base_url: str, args: argparse.Namespace) -> tuple[float, float]:
+    import requests
+    from django.db import connection
+
+    from experiments.models import Outcome as Recorded
+
+    project_id, keys = policy_setup(max(1, args.parallel))
+    api = Api(base_url, project_id, keys)
+    _call(requests.Session(), "POST", f"{base_url}/api/v1/events/", keys[0],
+          {"project": project_id, "events": [], "items": [{"sku": SKU, "title": "Tulip bulbs"}]})
     best = int(np.argmax(TRUE_RATES))
-    results = {policy: [simulate(policy, 1000 + run, args) for run in range(args.runs)]
-               for policy in ("fixed", "adaptive")}
-    print(f"policies: true rates {', '.join(f'{r:.1%}' for r in TRUE_RATES)}; {args.runs} runs each, batches of "
-          f"{args.batch}, stop at {args.stop_probability:.0%} (>= {args.min_exposures} per arm) or "
+
+    def one(job: tuple[str, int]) -> Outcome:
+        try:
+            return run_policy(api, job[0], job[1], args)
+        finally:
+            connection.close()  # this thread's database connection (the review)
+
+    # Each policy sees the same seeds (the same conversion draws in order): a paired comparison.
+    jobs = [(policy, 1000 + run) for run in range(args.runs) for policy in ("fixed", "adaptive")]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        outcomes = list(pool.map(one, jobs))
+    elapsed = time.perf_counter() - started
+    results: dict[str, list[Outcome]] = {"fixed": [], "adaptive": []}
+    for (policy, _), outcome in zip(jobs, outcomes, strict=True):
+        results[policy].append(outcome)
+    sent = sum(o.conversions for o in outcomes)
+    recorded = Recorded.objects.filter(experiment__project_id=project_id).count()
+    print(f"policies: true rates {', '.join(f'{r:.1%}' for r in TRUE_RATES)}; {args.runs} runs each through the API "
+          f"({args.parallel} experiments at a time, {elapsed:.0f} s), batches of {args.batch} units (bulk assign, "
+          f"purchase events, review), stop at {args.stop_probability:.0%} (>= {args.min_exposures} per arm) or "
           f"{args.max_exposures:,} exposures; adaptive floor {args.min_share:g}")
+    print(f"conversions: {sent:,} sent as events, {recorded:,} recorded as outcomes")
     print(f"{'policy':<10}{'correct':>9}{'exposures (median)':>20}{'regret (mean)':>15}")
     for policy, runs in results.items():
         correct = sum(r.winner == best for r in runs) / len(runs)
         print(f"{policy:<10}{correct:>9.0%}{statistics.median(r.exposures for r in runs):>20,.0f}"
               f"{statistics.mean(r.regret for r in runs):>15.1f}")
+    if recorded != sent:
+        print("FAILED: a conversion sent as an event was not recorded as an outcome (or one was recorded twice)")
+        sys.exit(1)
     adaptive_correct = sum(r.winner == best for r in results["adaptive"]) / args.runs
     ratio = sum(r.regret for r in results["adaptive"]) / max(sum(r.regret for r in results["fixed"]), 1e-9)
     return adaptive_correct, ratio
@@ -266,20 +368,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=parse_duration, default=parse_duration("60s"), help="e.g. 20s, 2m")
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--web-threads", type=int, default=4)
-    parser.add_argument("--runs", type=int, default=20, help="simulated experiments per policy (0: none)")
+    parser.add_argument("--runs", type=int, default=RUNS, help="experiments per policy through the API (0: none)")
+    parser.add_argument("--parallel", type=int, default=PARALLEL, help="experiments running at a time")
     parser.add_argument("--batch", type=int, default=500, help="units between two reviews")
     parser.add_argument("--stop-probability", type=float, default=0.95)
     parser.add_argument("--min-exposures", type=int, default=1000)
     parser.add_argument("--max-exposures", type=int, default=200_000)
     parser.add_argument("--min-share", type=float, default=0.1)
-    parser.add_argument("--draws", type=int, default=20_000, help="posterior draws per review")
     args = parser.parse_args(argv)
 
     run_id = uuid.uuid4().hex[:8]
     setup_django(bench_environment(run_id, 0.0, {"LOG_LEVEL": "WARNING"}))
-    p99 = latency_run(args)
+    from django.core.management import call_command
+
+    from bench import harness
+
+    call_command("migrate", verbosity=0)
+    web = harness.WebServer(dict(os.environ), workers=args.web_workers, threads=args.web_threads, name="web",
+                            log_path=harness.VAR_DIR / "bench-experiments-web.log", timeout=90)
+    web.start()
+    try:
+        p99 = latency_run(args, web)
+        if args.runs:
+            correct, ratio = policy_runs(web.base_url, args)
+    finally:
+        web.stop()
     if args.runs:
-        correct, ratio = policy_runs(args)
         print(f"adaptive_correct_winner_rate: {correct:.2f}")
         print(f"adaptive_regret_vs_fixed: {ratio:.2f}")
     print(f"assign_p99_ms: {p99:.1f}")

@@ -69,9 +69,10 @@ echo "==> starting vLLM: $name from $model_dir on port $port, tensor parallel $t
 started=$(date +%s)
 # A session of its own, so that the trap stops the API server and its GPU worker processes together.
 # shellcheck disable=SC2086  # VLLM_EXTRA_ARGS is a list of flags
-setsid env HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 "$python" -m vllm.entrypoints.openai.api_server \
+setsid env HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 VLLM_ALLOW_RUNTIME_LORA_UPDATING=True \
+  "$python" -m vllm.entrypoints.openai.api_server \
   --model "$model_dir" --served-model-name "$name" --host 127.0.0.1 --port "$port" \
-  --tensor-parallel-size "$tp" --enable-prefix-caching ${VLLM_EXTRA_ARGS:-} >"$log" 2>&1 &
+  --tensor-parallel-size "$tp" --enable-prefix-caching --enable-lora --max-lora-rank 16 ${VLLM_EXTRA_ARGS:-} >"$log" 2>&1 &
 vllm_pid=$!
 stop_vllm() {
   kill -TERM -- "-$vllm_pid" 2>/dev/null || true

@@ -1,7 +1,7 @@
 """Grounded copy on the bundled model: invented numbers with and without knowledge, and how well the fact
 check catches planted wrong facts.
 
-    python -m bench.grounding [--products 50] [--batch 10] [--max-new-tokens 160]
+    python -m bench.grounding [--products 50] [--batch 10] [--max-new-tokens 160] [--free-numbers]
 
 The set is ``tests/data/grounding_eval.json``: 50 invented products, each with a brief that states no
 number, a fact sheet (weights, capacities, prices, dates: what a project's knowledge holds), copy
@@ -15,6 +15,9 @@ sentences that state the sheet's facts, and copy sentences with planted wrong fa
   up is unsupported either way. ``unsupported_numeric_claims_*`` is the share of variants with at
   least one unsupported numeric claim (a failed ``facts`` check). Retrieval is not exercised here: the
   sheet stands for perfectly retrieved chunks; ``bench.retrieval`` measures retrieval latency.
+  Each request carries the constraint a job's would (``generation.grammar.output_constraint``): the
+  template's lines and, with knowledge, the numbers of the brief and sheet as the only ones the copy may
+  state (``numbers_from_facts``); ``--free-numbers`` leaves numbers free, as before that rule.
 * **Fact check**: each product's correct and wrong sentences as one copy, checked against its brief
   and sheet. Recall is the share of planted wrong facts flagged (an unsupported hard claim that is the
   planted one); precision the share of flags that are planted wrong facts.
@@ -45,10 +48,11 @@ import django
 django.setup()
 
 from generation import factcheck  # noqa: E402
+from generation.grammar import numbers_from_facts, output_constraint  # noqa: E402
 from generation.library import BUILTIN_TEMPLATES, COPYWRITER  # noqa: E402
 from generation.models import TemplateVersion  # noqa: E402
 from generation.prompts import build_messages  # noqa: E402
-from workers.contract import GenerationRequest  # noqa: E402
+from workers.contract import GenerationRequest, OutputConstraint  # noqa: E402
 from workers.engine import generate_batch  # noqa: E402
 from workers.runtime import BUNDLED_MODEL, ModelSpec, get_model  # noqa: E402
 
@@ -98,9 +102,20 @@ def _version(slug: str) -> TemplateVersion:
     )
 
 
+def _constraint(
+    version: TemplateVersion, case: dict[str, Any], *, with_knowledge: bool, free_numbers: bool
+) -> OutputConstraint | None:
+    """What a job's request would carry (``generation.execution.requests_for``)."""
+    grounding = chunks_of(case) if with_knowledge else []
+    sources = None
+    if not free_numbers and numbers_from_facts(version.constraints, grounding):
+        sources = [source.text for source in factcheck.sources_for(case["brief"], grounding)]
+    return output_constraint(version.constraints, case["brief"], sources)
+
+
 def unsupported_share(
     cases: list[dict[str, Any]], *, with_knowledge: bool, batch: int, max_new_tokens: int, template: str,
-    verbose: bool = False,
+    verbose: bool = False, free_numbers: bool = False,
 ) -> tuple[float, float]:
     """(share of variants with an unsupported numeric claim, generation seconds) on the bundled model."""
     loaded = get_model(ModelSpec(model=BUNDLED_MODEL, gguf_file=None, device="cpu", dtype="float32"))
@@ -113,6 +128,7 @@ def unsupported_share(
                     version, case["brief"], None, [], facts=chunks_of(case) if with_knowledge else None
                 ),
                 max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.95, seed=start + i,
+                constraint=_constraint(version, case, with_knowledge=with_knowledge, free_numbers=free_numbers),
             )
             for i, case in enumerate(part)
         ]
@@ -141,12 +157,15 @@ def main(argv: list[str] | None = None) -> None:
         help="Built-in template to write with; the issue's invented prices were a Google ad's.",
     )
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--free-numbers", action="store_true", help="Leave numbers free with knowledge (no numbers_from_facts)."
+    )
     args = parser.parse_args(argv)
 
     cases = load_cases()
     generated = cases[: args.products]
     options = {"batch": args.batch, "max_new_tokens": args.max_new_tokens, "template": args.template,
-               "verbose": args.verbose}
+               "verbose": args.verbose, "free_numbers": args.free_numbers}
     without, seconds_without = unsupported_share(generated, with_knowledge=False, **options)
     with_knowledge, seconds_with = unsupported_share(generated, with_knowledge=True, **options)
     precision, recall, flags, planted = factcheck_scores(cases)

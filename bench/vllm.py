@@ -50,6 +50,8 @@ SERVED_MODEL_NAME = "smollm2"
 KV_CACHE_GIB = 1
 #: Tokens one engine step may prefill: whole prompts up to SmolLM2's context (chunked prefill is off).
 MAX_BATCHED_TOKENS = 8192
+#: The largest LoRA rank the server accepts for brand adapters (``--max-lora-rank``; finetune's default).
+MAX_LORA_RANK = 16
 #: Start-up measured at 35-45 s on 2 cores shared with other work (model load ~3 s, the rest imports
 #: and the engine process); a cold page cache doubles it.
 START_TIMEOUT_S = 300
@@ -111,6 +113,9 @@ class VllmServer:
             "--no-enable-chunked-prefill", "--max-num-batched-tokens", str(MAX_BATCHED_TOKENS),
             # "Request <id> aborted." in the log: how a closed stream shows on the server side.
             "--enable-log-requests",
+            # Brand adapters: registered by name at run time (VLLM_ALLOW_RUNTIME_LORA_UPDATING below),
+            # served in the same batches as base-model requests. Rank 16 is finetune's default and most.
+            "--enable-lora", "--max-lora-rank", str(MAX_LORA_RANK),
             *self.extra_args,
         ]
 
@@ -124,6 +129,8 @@ class VllmServer:
             "TRANSFORMERS_OFFLINE": "1",
             "VLLM_NO_USAGE_STATS": "1",
             "DO_NOT_TRACK": "1",
+            # POST /v1/load_lora_adapter: workers register a brand adapter the first time a job needs it.
+            "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
         })
         env.update(self.extra_env)
         return env

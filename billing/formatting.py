@@ -10,6 +10,9 @@ from __future__ import annotations
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.utils.formats import date_format
+from django.utils.translation import pgettext
+
 CENTS = Decimal("0.01")
 #: The ledger's precision of unit prices (billing.models.UNIT_PRICE).
 UNIT_PRICE_PLACES = 6
@@ -31,16 +34,22 @@ def unit_price(price: Decimal | int | str) -> str:
     return f"{'-' if value < 0 else ''}${whole}.{fraction}"
 
 
-#: Between the first and last day of a period, as typeset ranges are written.
-DASH = "\N{EN DASH}"
-
-
 def period(first_day: date, last_day: date) -> str:
-    """Inclusive days with the year once: "1-30 Nov 2026", "15 Nov - 14 Dec 2026" (an en dash, not a hyphen)."""
+    """Inclusive days with the year once: "1-30 Nov 2026", "15 Nov - 14 Dec 2026", with an en dash, not a hyphen.
+
+    The date formats (Django's format characters) and the joiners are translatable, so that zh-Hans
+    reads "2026年11月1日-30日" (again an en dash) rather than an English month.
+    """
     if first_day == last_day:
-        return f"{first_day.day} {first_day:%b %Y}"
+        return date_format(first_day, pgettext("billing period of one day", "j M Y"))
     if (first_day.year, first_day.month) == (last_day.year, last_day.month):
-        return f"{first_day.day}{DASH}{last_day.day} {last_day:%b %Y}"
+        start = date_format(first_day, pgettext("first day of a billing period within one month", "j"))
+        end = date_format(last_day, pgettext("last day of a billing period within one month", "j M Y"))
+        return pgettext("billing period within one month", "%(start)s–%(end)s") % {"start": start, "end": end}  # noqa: RUF001
     if first_day.year == last_day.year:
-        return f"{first_day.day} {first_day:%b} {DASH} {last_day.day} {last_day:%b %Y}"
-    return f"{first_day.day} {first_day:%b %Y} {DASH} {last_day.day} {last_day:%b %Y}"
+        start = date_format(first_day, pgettext("first day of a billing period within one year", "j M"))
+        end = date_format(last_day, pgettext("last day of a billing period within one year", "j M Y"))
+    else:
+        start = date_format(first_day, pgettext("first day of a billing period across years", "j M Y"))
+        end = date_format(last_day, pgettext("last day of a billing period across years", "j M Y"))
+    return pgettext("billing period across months", "%(start)s – %(end)s") % {"start": start, "end": end}  # noqa: RUF001

@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.formats import date_format
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
@@ -44,8 +45,14 @@ class PlanChangeForm(forms.Form):
 
 
 def _plan_choice_label(plan: Plan, current: Plan) -> str:
-    label = f"{plan.name}: {formatting.money(plan.monthly_price)}/month, {charts.compact(plan.included_tokens)} tokens"
-    return f"{label} (current)" if plan.pk == current.pk else label
+    values = {
+        "name": plan.name,
+        "price": formatting.money(plan.monthly_price),
+        "tokens": charts.compact(plan.included_tokens),
+    }
+    if plan.pk == current.pk:
+        return gettext("%(name)s: %(price)s/month, %(tokens)s tokens (current)") % values
+    return gettext("%(name)s: %(price)s/month, %(tokens)s tokens") % values
 
 
 def _entries(request: HttpRequest) -> QuerySet[LedgerEntry]:

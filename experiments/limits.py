@@ -12,6 +12,11 @@ MAX_ARM_TEXT_LENGTH = 10_000
 MIN_ARMS, MAX_ARMS = 2, 10
 #: A unit is a customer's external id or a visitor id (as long as recommendations' external ids allow).
 MAX_UNIT_LENGTH = 200
+#: Units in one bulk assignment (``POST .../assignments``): a mailing's recipients, sent in pages. Measured
+#: on this machine (2 cores, load average 10): 1,000 new units are two statements, ~30 ms of web CPU and
+#: ~0.5 s of wall time; their tracking links cost ~0.22 ms of CPU each (a signed, compressed token),
+#: ~0.45 s for a pixel and a click link per unit, which ``links: false`` skips.
+MAX_BULK_UNITS = 1000
 MAX_EVENT_ID_LENGTH = 200
 MAX_URL_LENGTH = 2000
 MAX_ALLOWED_HOSTS = 20

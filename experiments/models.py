@@ -43,7 +43,9 @@ class Experiment(models.Model):
         help_text="What counts as a conversion: click, open, cart, purchase or a custom event name.",
     )
     policy = models.CharField(max_length=16, choices=Policy.choices, default=Policy.FIXED)
-    min_share = models.FloatField(default=0.1, help_text="Adaptive: the least share of traffic any arm gets.")
+    min_share = models.FloatField(
+        default=0.1, help_text="Adaptive: the least share of traffic an arm gets until it has the minimum exposures."
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
     stop_probability = models.FloatField(
         default=0.95, help_text="Conclude once an arm's probability to be best reaches this."

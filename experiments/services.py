@@ -427,7 +427,9 @@ def review_experiment(experiment: Experiment) -> Experiment:
     if reason:
         return conclude_experiment(experiment=experiment, reason=f"Stopped automatically: {reason}")
     if experiment.policy == Policy.ADAPTIVE:
-        weights = stats.thompson_weights(counts, min_share=experiment.min_share)
+        weights = stats.thompson_weights(
+            counts, min_share=experiment.min_share, floor_until=experiment.min_exposures
+        )
         for arm, weight in zip(arms, weights, strict=True):
             arm.weight = weight
         Arm.objects.bulk_update(arms, ["weight"])

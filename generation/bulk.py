@@ -22,7 +22,7 @@ from core import progress as progress_counts
 from core.csvfiles import decode_csv, file_error, spreadsheet_safe
 from core.errors import InvalidInput, NotFound
 from core.text import clean_filename, shown
-from generation import registry, services
+from generation import adapters, registry, services
 from generation.limits import BULK_MAX_BYTES, bulk_max_rows
 from generation.models import FINAL_STATUSES, BulkBatch, JobStatus, TemplateVersion, Variant
 
@@ -196,6 +196,7 @@ def create_bulk_batch(
     )
     services.validate_parameters(version, params, model)
     services.job_language(project, params.get("language"))
+    adapters.adapter_for_job(project=project, model=model, params=params)
     if not rows:
         raise InvalidInput(
             gettext(

@@ -139,10 +139,13 @@ def validate_spec(constraints: Any) -> list[str]:
     if not isinstance(constraints, dict):
         return ["constraints must be an object"]
     errors = []
-    allowed = {*_LIMITS, "required_phrases", "banned_phrases", "fields"}
+    allowed = {*_LIMITS, "required_phrases", "banned_phrases", "fields", "numbers_from_facts"}
     for key, value in constraints.items():
         if key not in allowed:
             errors.append(f"unknown constraint {key!r} (allowed: {', '.join(sorted(allowed))})")
+        elif key == "numbers_from_facts":
+            if value is not None and not isinstance(value, bool):
+                errors.append("numbers_from_facts must be true, false or null (null: on when knowledge is retrieved)")
         elif key.endswith("_phrases"):
             if not isinstance(value, list) or not all(isinstance(p, str) and len(p) <= 200 for p in value):
                 errors.append(f"{key} must be a list of strings of at most 200 characters")

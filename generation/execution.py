@@ -33,13 +33,14 @@ import workers.engines
 from core.jobs import DB_CONNECTION_ERRORS, with_db_retry, worker_name
 from generation import constraints as constraint_checks
 from generation import dispatch, factcheck, lifecycle, metering, scoring, streaming
+from generation.adapters import AdapterUnavailable, adapter_ref
 from generation.dispatch import cancel_key
-from generation.grammar import output_constraint
+from generation.grammar import numbers_from_facts, output_constraint
 from generation.leakage import LeakGuard
 from generation.models import WITHHELD, BrandVoice, GenerationJob, JobStatus, ServingModel, Variant
 from generation.moderation import moderate
 from generation.prompts import approved_examples, build_messages, retrieve_facts
-from generation.scoring import brand_fit
+from generation.scoring import brand_fit_parts
 from workers.contract import Backend, FinishReason, GenerationRequest, GenerationResult
 from workers.runtime import ModelSpec
 
@@ -162,6 +163,8 @@ def _screen(job: GenerationJob, context: PromptContext, messages: list[dict[str,
 def requests_for(
     job: GenerationJob, context: PromptContext, indexes: list[int], revision: int = 0
 ) -> tuple[list[GenerationRequest], list[int]]:
+    # The brand adapter pinned at submission; its files gone fail the job here, before any compute.
+    adapter = adapter_ref(job.adapter, pinned_version=job.adapter_version)
     if not job.few_shot_variant_ids:
         job.few_shot_variant_ids = [str(v.pk) for v in context.examples]
         GenerationJob.objects.filter(pk=job.pk).update(few_shot_variant_ids=job.few_shot_variant_ids)
@@ -176,8 +179,11 @@ def requests_for(
     # The job's first run streams its text to readers (generation.streaming); a regenerated variant
     # is shown when stored.
     stream = streaming.open_job_stream(job, screen=_screen(job, context, messages)) if revision == 0 else None
-    # The template's hard limits, held while decoding where the engine can (generation.grammar).
-    constraint = output_constraint(job.template_version.constraints, job.inputs)
+    # The template's hard limits, held while decoding where the engine can (generation.grammar); with
+    # knowledge, also the numbers the copy may state: those of what the fact check reads as its sources.
+    spec = job.template_version.constraints
+    sources = [s.text for s in factcheck.job_sources(job)] if numbers_from_facts(spec, facts) else None
+    constraint = output_constraint(spec, job.inputs, sources)
     return [
         GenerationRequest(
             messages=messages,
@@ -188,6 +194,7 @@ def requests_for(
             should_stop=stop,
             on_text=stream.writer(index) if stream is not None else None,
             constraint=constraint,
+            adapter=adapter,
         )
         for index, seed in zip(indexes, seeds, strict=True)
     ], seeds
@@ -227,7 +234,9 @@ def _claim_and_run(job_id: Any, engine: Any) -> GenerationJob | None:
     job = with_db_retry(claim, job_id, worker_name())
     if job is None:
         return None
-    job = with_db_retry(lambda: GenerationJob.objects.select_related("template_version", "project").get(pk=job_id))
+    job = with_db_retry(
+        lambda: GenerationJob.objects.select_related("template_version", "project", "adapter").get(pk=job_id)
+    )
     indexes = list(range(job.num_variants))
     context = with_db_retry(PromptContext.load, job)
     try:
@@ -235,6 +244,10 @@ def _claim_and_run(job_id: Any, engine: Any) -> GenerationJob | None:
         results = _generate(job, requests, engine)
     except DB_CONNECTION_ERRORS:
         raise  # the database stayed away: not the job's fault; the task is retried (generation/tasks.py)
+    except AdapterUnavailable as exc:
+        logger.warning("generation job %s failed: %s", job.pk, exc)
+        with_db_retry(_fail_running, job.pk, str(exc)[:1000])
+        return GenerationJob.objects.get(pk=job.pk)
     except Exception as exc:
         logger.exception("generation job %s failed", job.pk)
         with_db_retry(_fail_running, job.pk, f"Generation failed: {type(exc).__name__}: {exc}"[:1000])
@@ -298,9 +311,11 @@ def evaluate(
     ]
     fallback = " ".join(str(v) for v in job.inputs.values())
     # Without torch (a worker that streams from a server) the scores come later, from the default queue.
+    # Each a (score, breakdown) pair: the voice's part and, once the project has enough concluded
+    # experiments, the outcome component (generation.outcomes).
     scores: list[Any] = [None] * len(texts)
     if scoring.available():
-        scores = brand_fit(texts, context.voice, approved, fallback)
+        scores = brand_fit_parts(texts, context.voice, approved, fallback, job.project)
     guard = LeakGuard.for_job(
         job,
         build_messages(
@@ -355,7 +370,8 @@ def store_results(
                     constraint_report=shown,
                     constraints_passed=not blocked and constraint_checks.passed(shown),
                     original_constraint_report=shown,
-                    brand_fit=None if blocked else score,
+                    brand_fit=None if blocked or score is None else score[0],
+                    brand_fit_breakdown={} if blocked or score is None else score[1],
                     moderation=verdict.as_dict(),
                     fact_check={} if blocked else fact,
                 )
@@ -418,9 +434,11 @@ def score_variants(job_id: Any) -> int:
     context = PromptContext.load(job)
     fallback = " ".join(str(v) for v in job.inputs.values())
     approved = [v.final_text for v in context.examples]
-    scores = brand_fit([v.final_text for v in pending], context.voice, approved, fallback)
-    for variant, score in zip(pending, scores, strict=True):
-        Variant.objects.filter(pk=variant.pk, brand_fit__isnull=True).update(brand_fit=score)
+    scores = brand_fit_parts([v.final_text for v in pending], context.voice, approved, fallback, job.project)
+    for variant, (score, parts) in zip(pending, scores, strict=True):
+        Variant.objects.filter(pk=variant.pk, brand_fit__isnull=True).update(
+            brand_fit=score, brand_fit_breakdown=parts
+        )
     return len(pending)
 
 

@@ -86,6 +86,12 @@ class GenerateForm(forms.Form):
         label=_("Model"),
         help_text=_("Default: the template's, else the project's, else the platform's."),
     )
+    adapter = forms.ChoiceField(
+        required=False,
+        choices=[("", _("The project's brand model, if active")), ("base", _("The base model alone"))],
+        label=_("Brand model"),
+        help_text=_("A brand model is the project's own fine-tuned version of the model."),
+    )
     language = forms.ChoiceField(
         required=False,
         choices=[("", _("The project's")), *settings.CONTENT_LANGUAGES],
@@ -139,6 +145,8 @@ class GenerateForm(forms.Form):
             params["model"] = self.cleaned_data["model"]
         if self.cleaned_data.get("language"):
             params["language"] = self.cleaned_data["language"]
+        if self.cleaned_data.get("adapter"):
+            params["adapter"] = self.cleaned_data["adapter"]
         return params
 
     def idempotency_key(self) -> str:

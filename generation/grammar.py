@@ -2,7 +2,8 @@
 
 What a grammar can hold by construction: the labelled lines a template asks for (``fields``: each
 line "Label: value", exactly these lines in this order, each value within its ``max_chars``), the
-whole text's ``max_chars``, and banned phrases (enforced where an engine can: ``workers.grammar``).
+whole text's ``max_chars``, banned phrases (enforced where an engine can: ``workers.grammar``), and,
+for copy written from a project's facts, the numbers it may state (``numbers_from_facts``).
 Everything else stays a check after decoding (``generation.constraints``): minimum lengths, word
 counts, required phrases (a goal, not a shape), and the brand voice's words to avoid, which only
 lower the brand-fit score.
@@ -10,10 +11,12 @@ lower the brand-fit score.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from generation import constraints as checks
 from workers.contract import OutputConstraint
+from workers.grammar import numbers_in
 
 #: The longest line or text a grammar is compiled for; above it the check after decoding alone
 #: applies (the largest built-in, the 2,200-character caption, compiles in ~1.2 s with xgrammar).
@@ -23,8 +26,26 @@ MAX_GRAMMAR_CHARS = 5000
 FREE_FIELD_CHARS = 1000
 
 
-def output_constraint(constraints: dict[str, Any], inputs: dict[str, Any]) -> OutputConstraint | None:
-    """The constraint for a template version's ``constraints`` with these inputs; None when nothing applies."""
+def numbers_from_facts(constraints: dict[str, Any], grounding: Sequence[Any] | None) -> bool:
+    """Whether copy may state only the numbers its sources give (the brief, the retrieved knowledge).
+
+    A template's ``numbers_from_facts`` decides; without it, on when the job's prompt holds knowledge:
+    a marketer who grounds copy in a fact sheet reads a price or spec nobody supplied as an invented
+    fact. Without knowledge the brief alone rarely states the numbers copy may fairly use ("24/7",
+    "3 colours"), so a number is left to the fact check's judgement.
+    """
+    setting = constraints.get("numbers_from_facts")
+    return bool(grounding) if setting is None else bool(setting)
+
+
+def output_constraint(
+    constraints: dict[str, Any], inputs: dict[str, Any], sources: Iterable[str] | None = None
+) -> OutputConstraint | None:
+    """The constraint for a template version's ``constraints`` with these inputs; None when nothing applies.
+
+    ``sources``: the texts every number of the copy must come from (``generation.factcheck.job_sources``:
+    the inputs, the retrieved knowledge, an organization's own template), or None when numbers are free.
+    """
     prefixes, lines = _field_lines(constraints.get("fields") or [])
     max_chars = constraints.get("max_chars")
     if not isinstance(max_chars, int) or not 0 < max_chars <= MAX_GRAMMAR_CHARS:
@@ -34,9 +55,11 @@ def output_constraint(constraints: dict[str, Any], inputs: dict[str, Any]) -> Ou
     banned = tuple(
         phrase for p in constraints.get("banned_phrases") or [] if (phrase := checks.fill(p, inputs).strip())
     )
-    if not (lines or max_chars or banned):
+    # A field's label may hold a number ("Headline 2: "), which the grammar itself writes.
+    numbers = None if sources is None else numbers_in([*sources, *prefixes])
+    if not (lines or max_chars or banned or numbers is not None):
         return None
-    return OutputConstraint(lines=lines, max_chars=max_chars, banned=banned, prefixes=prefixes)
+    return OutputConstraint(lines=lines, max_chars=max_chars, banned=banned, prefixes=prefixes, numbers=numbers)
 
 
 def _field_lines(fields: list[dict[str, Any]]) -> tuple[tuple[str, ...], tuple[int, ...]]:

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# Marked, not translated: the stored name and description stay English; Template.display_name
+# and display_description translate the built-in ones where they are shown.
+from django.utils.translation import gettext_noop
+
 COPYWRITER = (
     "You are an expert marketing copywriter. Write only the requested copy: no preamble, "
     "no explanations, no quotation marks around the whole text, no placeholders."
@@ -43,9 +47,9 @@ AUDIENCE = _v("audience", "Target audience", required=False, max_length=200)
 BUILTIN_TEMPLATES: list[dict[str, Any]] = [
     {
         "slug": "product-description",
-        "name": "Product description",
+        "name": gettext_noop("Product description"),
         "category": "ecommerce",
-        "description": "A persuasive product page description.",
+        "description": gettext_noop("A persuasive product page description."),
         "variables": [PRODUCT, FEATURES, AUDIENCE],
         "prompt": "Write a product description for {product}.\nKey features: {features}\nAudience: {audience}\n"
         "Two short paragraphs, benefits first.",
@@ -54,9 +58,11 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
     },
     {
         "slug": "google-ads",
-        "name": "Google Ads responsive search ad",
+        "name": gettext_noop("Google Ads responsive search ad"),
         "category": "ads",
-        "description": "Responsive search ad: three headlines of up to 30 characters, two descriptions of up to 90.",
+        "description": gettext_noop(
+            "Responsive search ad: three headlines of up to 30 characters, two descriptions of up to 90."
+        ),
         "variables": [PRODUCT, FEATURES, _v("offer", "Offer", required=False, max_length=100)],
         # Google's limits for responsive search ads (it mixes 3-15 headlines and 2-4 descriptions).
         # Each line is a field (generation.constraints) and, while decoding, a line of the grammar
@@ -83,9 +89,11 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
     },
     {
         "slug": "meta-ad",
-        "name": "Meta (Facebook/Instagram) ad",
+        "name": gettext_noop("Meta (Facebook/Instagram) ad"),
         "category": "ads",
-        "description": "Primary text up to 125 characters, a headline up to 40 and a description up to 30.",
+        "description": gettext_noop(
+            "Primary text up to 125 characters, a headline up to 40 and a description up to 30."
+        ),
         "variables": [PRODUCT, FEATURES, AUDIENCE],
         # Meta's recommended lengths, past which feeds cut the text off with "... See more".
         "prompt": "Write a Facebook/Instagram ad for {product} aimed at {audience}. Features: {features}.\n"
@@ -104,9 +112,9 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
     },
     {
         "slug": "email-subject-lines",
-        "name": "Email subject line",
+        "name": gettext_noop("Email subject line"),
         "category": "email",
-        "description": "A subject line under 60 characters.",
+        "description": gettext_noop("A subject line under 60 characters."),
         "variables": [_v("topic", "Email topic", max_length=200), AUDIENCE],
         "prompt": "Write one email subject line about: {topic}. Audience: {audience}. At most 60 characters.",
         "constraints": {"max_chars": 60, "min_words": 2},
@@ -114,9 +122,9 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
     },
     {
         "slug": "marketing-email",
-        "name": "Marketing email",
+        "name": gettext_noop("Marketing email"),
         "category": "email",
-        "description": "A complete promotional email with a call to action.",
+        "description": gettext_noop("A complete promotional email with a call to action."),
         "variables": [
             _v("topic", "Topic or offer", max_length=300),
             PRODUCT,
@@ -130,9 +138,9 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
     },
     {
         "slug": "social-x",
-        "name": "Post for X",
+        "name": gettext_noop("Post for X"),
         "category": "social",
-        "description": "A post of at most 280 characters.",
+        "description": gettext_noop("A post of at most 280 characters."),
         "variables": [_v("topic", "Topic", max_length=300), _v("hashtags", "Hashtags", required=False, max_length=100)],
         "prompt": "Write a post for X (Twitter) about {topic}. At most 280 characters. Hashtags: {hashtags}.",
         "constraints": {"max_chars": 280, "min_words": 4},
@@ -140,9 +148,9 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
     },
     {
         "slug": "social-linkedin",
-        "name": "LinkedIn post",
+        "name": gettext_noop("LinkedIn post"),
         "category": "social",
-        "description": "A professional post of up to 1,300 characters.",
+        "description": gettext_noop("A professional post of up to 1,300 characters."),
         "variables": [_v("topic", "Topic", max_length=400), AUDIENCE],
         "prompt": "Write a LinkedIn post about {topic} for {audience}. Professional, concrete, up to 1,300 characters.",
         "constraints": {"max_chars": 1300, "min_words": 30},
@@ -150,9 +158,9 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
     },
     {
         "slug": "social-instagram",
-        "name": "Instagram caption",
+        "name": gettext_noop("Instagram caption"),
         "category": "social",
-        "description": "A caption of up to 2,200 characters with hashtags.",
+        "description": gettext_noop("A caption of up to 2,200 characters with hashtags."),
         "variables": [
             _v("topic", "What the picture shows", max_length=300),
             _v("hashtags", "Hashtags", required=False, max_length=150),
@@ -164,9 +172,9 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
     },
     {
         "slug": "blog-outline",
-        "name": "Blog outline",
+        "name": gettext_noop("Blog outline"),
         "category": "blog",
-        "description": "A structured outline with headings.",
+        "description": gettext_noop("A structured outline with headings."),
         "variables": [_v("topic", "Topic", max_length=300), _v("keywords", "Keywords", required=False, max_length=300)],
         "prompt": "Write a blog post outline about {topic} using the keywords {keywords}. "
         "A title, then 4-6 section headings each with 2 bullet points.",
@@ -175,9 +183,9 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
     },
     {
         "slug": "blog-post",
-        "name": "Blog post from keywords",
+        "name": gettext_noop("Blog post from keywords"),
         "category": "blog",
-        "description": "A short blog post on a topic, using given keywords.",
+        "description": gettext_noop("A short blog post on a topic, using given keywords."),
         "variables": [
             _v("topic", "Topic", max_length=300),
             _v("keywords", "Keywords", max_length=300),
@@ -189,9 +197,9 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
     },
     {
         "slug": "seo-meta",
-        "name": "SEO title + meta description",
+        "name": gettext_noop("SEO title + meta description"),
         "category": "seo",
-        "description": "A title up to 60 characters and a meta description up to 155.",
+        "description": gettext_noop("A title up to 60 characters and a meta description up to 155."),
         "variables": [_v("page", "Page topic", max_length=200), _v("keyword", "Main keyword", max_length=80)],
         "prompt": "Write an SEO title and a meta description for a page about {page}, with the keyword {keyword}.\n"
         "Answer with exactly two lines:\nTitle: <at most 60 characters>\nMeta description: <at most 155 characters>",
@@ -203,9 +211,9 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
     },
     {
         "slug": "press-release",
-        "name": "Press release",
+        "name": gettext_noop("Press release"),
         "category": "pr",
-        "description": "An announcement in press-release form.",
+        "description": gettext_noop("An announcement in press-release form."),
         "variables": [
             _v("company", "Company", max_length=120),
             _v("announcement", "Announcement", kind="textarea", max_length=1000),
@@ -217,9 +225,9 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
     },
     {
         "slug": "customer-service-reply",
-        "name": "Customer service reply",
+        "name": gettext_noop("Customer service reply"),
         "category": "support",
-        "description": "A helpful, polite reply to a customer's message.",
+        "description": gettext_noop("A helpful, polite reply to a customer's message."),
         "variables": [
             _v("customer_message", "Customer's message", kind="textarea", max_length=2000),
             _v("resolution", "What we can offer", required=False, max_length=500),
@@ -236,9 +244,9 @@ BUILTIN_TEMPLATES: list[dict[str, Any]] = [
         # when asked to begin with "<product> is" and 13 of 20 for a free-form email about three
         # products. Campaigns rewrite the misses.
         "slug": "personalized-recommendation",
-        "name": "Personalized product recommendation",
+        "name": gettext_noop("Personalized product recommendation"),
         "category": "email",
-        "description": "A sentence that recommends one product to one customer, naming it first.",
+        "description": gettext_noop("A sentence that recommends one product to one customer, naming it first."),
         "variables": [_v("product", "Recommended product", max_length=200)],
         "prompt": 'Product name: "{product}"\nWrite one sentence about this product for a customer. '
         "Start the sentence with the exact product name.",

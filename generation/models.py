@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from core.models import LeasedJob, Upload
@@ -171,11 +172,22 @@ class Template(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.name
+        # What every choice list and admin row shows: a built-in template in the reader's language.
+        return self.display_name
 
     @property
     def is_builtin(self) -> bool:
         return self.organization_id is None
+
+    @property
+    def display_name(self) -> str:
+        """The name in the reader's language: the built-in library's names are in the catalogue
+        (generation/library.py marks them), an organization's own are shown as written."""
+        return gettext(self.name) if self.is_builtin else self.name
+
+    @property
+    def display_description(self) -> str:
+        return gettext(self.description) if self.is_builtin and self.description else self.description
 
     def latest_version(self) -> TemplateVersion | None:
         return self.versions.order_by("-version").first()
@@ -260,6 +272,57 @@ class ProjectGenerationSettings(models.Model):
         return f"Generation settings of {self.project}"
 
 
+class BrandAdapter(models.Model):
+    """A LoRA adapter fine-tuned on one project's own copy (``finetune``), on top of a base model.
+
+    Versioned per project; at most one is active, and new jobs of the project run on it (a job pins
+    the version it was submitted with, so activating a newer one or rolling back never changes a job
+    in flight). The weights live in a folder (``adapter_model.safetensors`` + ``adapter_config.json``,
+    as ``peft`` saves them) under ``settings.BRAND_ADAPTER_ROOT``; ``path`` is relative to it.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="brand_adapters"
+    )
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="brand_adapters")
+    version = models.PositiveIntegerField()
+    #: The base model it was trained on (a ``ServingModel``): an adapter only runs on that model.
+    serving_model = models.ForeignKey(ServingModel, on_delete=models.RESTRICT, related_name="adapters")
+    #: Folder of the adapter's files, relative to ``settings.BRAND_ADAPTER_ROOT``.
+    path = models.CharField(max_length=300)
+    #: Training settings (rank, alpha, target modules, epochs, learning rate, examples, seconds).
+    config = models.JSONField(default=dict, blank=True)
+    #: Evaluation against the base model on the held-out split (perplexity, constraint pass rate,
+    #: brand fit, side-by-side samples); ``beats_base`` is its verdict.
+    evaluation = models.JSONField(default=dict, blank=True)
+    beats_base = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=False)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["project", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="brand_adapter_version_unique"),
+            models.UniqueConstraint(
+                fields=["project"], condition=Q(is_active=True), name="brand_adapter_one_active"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} brand adapter v{self.version}"
+
+    @property
+    def name(self) -> str:
+        """The name a serving engine knows it by (vLLM's ``--lora-modules`` / dynamic loading): unique
+        per version, so a retrained adapter is never served from a stale cache."""
+        return f"brand-{self.id.hex[:12]}-v{self.version}"
+
+
 class JobStatus(models.TextChoices):
     QUEUED = "queued", _("Queued")
     RUNNING = "running", _("Running")
@@ -312,6 +375,13 @@ class GenerationJob(LeasedJob):
     serving_model = models.ForeignKey(
         ServingModel, null=True, blank=True, on_delete=models.RESTRICT, related_name="jobs"
     )
+    #: The project's brand adapter the job runs with, pinned at submission (None: the base model).
+    adapter = models.ForeignKey(
+        BrandAdapter, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    #: The pinned adapter's version, kept when the adapter is deleted: a job whose adapter went away fails
+    #: with a reason instead of running on the base model while its history says otherwise.
+    adapter_version = models.PositiveIntegerField(null=True, blank=True)
     #: Milliseconds from submission to the first generated token of any variant (None: none yet).
     first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     few_shot_variant_ids = models.JSONField(default=list, blank=True)
@@ -369,6 +439,9 @@ class Variant(models.Model):
     #: The checks of the model's output, kept through edits. A withheld variant has neither report.
     original_constraint_report = models.JSONField(default=list)
     brand_fit = models.FloatField(null=True, blank=True)
+    #: What ``brand_fit`` is made of (``generation.outcomes.breakdown``): the voice's part, and once the
+    #: project has enough concluded experiments the outcome component, its weight and how many experiments.
+    brand_fit_breakdown = models.JSONField(default=dict, blank=True)
     moderation = models.JSONField(default=dict, blank=True)
     #: The claims of the model's text and what supports each (generation.factcheck); empty when withheld.
     fact_check = models.JSONField(default=dict, blank=True)

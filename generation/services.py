@@ -18,8 +18,8 @@ from django.utils.translation import gettext
 from core.errors import Conflict, InvalidInput, NotFound
 from core.ids import parse_uuid
 from core.text import printable, storable_text
+from generation import adapters, dispatch, factcheck, lifecycle, limits, metering, registry
 from generation import constraints as constraint_checks
-from generation import dispatch, factcheck, lifecycle, limits, metering, registry
 from generation.library import BUILTIN_TEMPLATES, COPYWRITER
 from generation.models import (
     BrandVoice,
@@ -438,6 +438,8 @@ def submit_generation(
     )
     values = validate_parameters(version, params, model)
     values["language"] = job_language(project, params.get("language"))
+    # Pinned now: activating another version later never changes this job (generation.adapters).
+    adapter = adapters.adapter_for_job(project=project, model=model, params=params)
     verdict = moderate(" \n".join(str(v) for v in cleaned_inputs.values()))
     now = timezone.now()
     try:
@@ -454,6 +456,8 @@ def submit_generation(
                 batch=batch,
                 batch_line=batch_line,
                 serving_model=model,
+                adapter=adapter,
+                adapter_version=adapter.version if adapter is not None else None,
                 **values,
             )
             knowledge.remember_filters(

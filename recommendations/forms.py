@@ -196,7 +196,7 @@ class CampaignForm(_ProjectForm):
         super().__init__(*args, projects=projects, **kwargs)
         field = self.fields["template"]
         assert isinstance(field, forms.ChoiceField)
-        field.choices = [(t.slug if t.is_builtin else str(t.pk), t.name) for t in templates]
+        field.choices = [(t.slug if t.is_builtin else str(t.pk), t.display_name) for t in templates]
         if any(t.slug == "personalized-recommendation" and t.is_builtin for t in templates):
             field.initial = "personalized-recommendation"
         chosen = self.fields["experiment"]

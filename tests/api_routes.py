@@ -22,6 +22,7 @@ from organizations.models import Membership, Role
 from sso.models import EmailDomain
 from tests.support.experiment_factories import AssignmentFactory, ExperimentFactory
 from tests.support.factories import ApiKeyFactory, InvitationFactory, MembershipFactory, ProjectFactory
+from tests.support.finetune_factories import BrandAdapterFactory, TrainingRunFactory
 from tests.support.generation_factories import (
     BulkBatchFactory,
     GenerationJobFactory,
@@ -163,6 +164,9 @@ ACME_OBJECT_FACTORIES: dict[str, Callable[[Cast], models.Model]] = {
     "invoice": lambda cast: InvoiceFactory(organization=cast.org),
     "project-knowledge": lambda cast: cast.project,
     "knowledge-source": lambda cast: KnowledgeSourceFactory(project=cast.project),
+    "project-brand-model": lambda cast: cast.project,
+    "training-run": lambda cast: TrainingRunFactory(project=cast.project),
+    "brand-model": lambda cast: BrandAdapterFactory(project=cast.project),
     # Running, with an exposure: assign, outcomes and results have something to work on.
     "experiment": lambda cast: AssignmentFactory(
         experiment=ExperimentFactory(project=cast.project, status="running"), unit="acme-visitor"
@@ -225,6 +229,10 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any] | Callable[[], dict[str, Any]
     ("experiment-detail", "put"): {"name": "Hijacked", "arms": [{"text": "Hijacked A"}, {"text": "Hijacked B"}]},
     ("experiment-detail", "patch"): {"name": "Hijacked"},
     ("experiment-outcomes", "post"): {"unit": "acme-visitor", "event": "click", "event_id": "hijack-1"},
+    ("project-brand-model-training-runs", "post"): {"config": {"epochs": 1}},
+    ("project-brand-model-brand-models-rollback", "post"): {"insist": True},
+    ("brand-model-activate", "post"): {"insist": True},
+    ("experiment-assign-many", "post"): {"units": ["mallory-1", "acme-visitor"]},
 }
 
 
@@ -263,6 +271,7 @@ def acme_identifiers(cast: Cast) -> set[str]:
     ids |= _generation_identifiers(cast)
     ids |= _recommendation_identifiers(cast)
     ids |= _billing_identifiers(cast)
+    ids |= _finetune_identifiers(cast)
     ids |= set(tenant_row_ids(cast.org))
     return ids
 
@@ -335,6 +344,14 @@ def _generation_identifiers(cast: Cast) -> set[str]:
     ids |= set(Template.objects.filter(organization=cast.org).values_list("slug", flat=True))
     ids |= set(ServingModel.objects.filter(organization=cast.org).values_list("slug", flat=True))
     return ids
+
+
+def _finetune_identifiers(cast: Cast) -> set[str]:
+    from finetune.models import TrainingRun
+    from generation.models import BrandAdapter
+
+    rows = [TrainingRun.objects.filter(organization=cast.org), BrandAdapter.objects.filter(organization=cast.org)]
+    return {str(pk) for queryset in rows for pk in queryset.values_list("pk", flat=True)}
 
 
 def _billing_identifiers(cast: Cast) -> set[str]:
@@ -502,6 +519,14 @@ ACME_DASHBOARD_OBJECTS: dict[str, Callable[[Cast], dict[str, Any]]] = {
     "experiments:start": _acme_experiment,
     "experiments:stop": _acme_experiment,
     "experiments:conclude": _acme_experiment,
+    "finetune:project": _acme_project_pk,
+    "finetune:rollback": _acme_project_pk,
+    "finetune:deactivate": _acme_project_pk,
+    "finetune:run_status": _pk(lambda cast: TrainingRunFactory(project=cast.project)),
+    "finetune:run_cancel": _pk(lambda cast: TrainingRunFactory(project=cast.project, status="running")),
+    "finetune:activate": _pk(lambda cast: BrandAdapterFactory(project=cast.project)),
+    "finetune:export": _pk(lambda cast: BrandAdapterFactory(project=cast.project)),
+    "finetune:delete": _pk(lambda cast: BrandAdapterFactory(project=cast.project)),
     "sso:domain-verify": _acme_email_domain,
     "sso:domain-remove": _acme_email_domain,
 }

@@ -26,7 +26,7 @@ from workers.engine import get_engine
 from workers.engines import occupancy
 from workers.heartbeat import GENERATION_QUEUE, WorkerBeat
 
-QUEUES = ("generation", "recommendation", "default")
+QUEUES = ("generation", "recommendation", "training", "default")
 
 
 def broker_url(redis_url: str) -> str:
@@ -52,6 +52,8 @@ app.conf.update(
         "generation.run_job": {"queue": "generation"},
         "generation.regenerate_variant": {"queue": "generation"},
         "recommendations.*": {"queue": "recommendation"},
+        # Fine-tuning takes its worker's whole machine for minutes: its own queue and workers (concurrency 1).
+        "finetune.run_training": {"queue": "training"},
     },
     task_acks_late=True,
     task_reject_on_worker_lost=True,
@@ -96,6 +98,8 @@ app.conf.beat_schedule = {
     "close-billing-periods": {"task": "billing.close_periods", "schedule": 15 * 60.0},
     # Recommendation jobs whose task was never sent (a crash after commit) or whose worker vanished.
     "reconcile-recommendation-jobs": {"task": "recommendations.reconcile", "schedule": 5 * 60.0},
+    # Training runs whose task was lost or whose worker died mid-training (resumed from their checkpoint).
+    "reconcile-training-runs": {"task": "finetune.reconcile", "schedule": 60.0, "options": {"queue": "default"}},
     # Adaptive experiments' traffic shares and the automatic stop (experiments.services.review_experiment).
     "review-running-experiments": {
         "task": "experiments.review_running",

@@ -46,12 +46,31 @@ class OutputConstraint:
     appear (case-insensitive). ``generation.grammar`` builds it from a template, ``workers.grammar``
     compiles it for each engine (regex, GBNF, token masks). An engine that cannot enforce it generates
     freely; the checks after decoding (``generation.constraints``) still apply.
+
+    ``numbers``, when not None, lists the only numbers the text may state (as its sources write them:
+    "1,299" allows "1299" too; ``workers.grammar.AllowedNumbers``); () allows none. Enforced by the
+    in-process engine's token masks; servers leave it to the fact check after decoding.
     """
 
     lines: tuple[int, ...] = ()
     max_chars: int = 0
     banned: tuple[str, ...] = ()
     prefixes: tuple[str, ...] = ()
+    numbers: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """A LoRA adapter a request runs with, on top of the engine's base model.
+
+    ``name`` is unique per adapter version (an OpenAI-compatible server serves it under that name:
+    vLLM's ``--enable-lora`` with dynamic loading); ``path`` is the folder ``peft`` saved it to
+    (``adapter_config.json`` + ``adapter_model.safetensors``), readable by the worker (and, for a
+    server that loads adapters by path, by the server).
+    """
+
+    name: str
+    path: str
 
 
 @dataclass
@@ -67,6 +86,8 @@ class GenerationRequest:
     #: the engine's thread: it must be quick and must not raise (``generation.streaming`` buffers).
     on_text: Callable[[str], None] | None = None
     constraint: OutputConstraint | None = None
+    #: The brand adapter to run with (None: the base model alone).
+    adapter: AdapterRef | None = None
 
 
 @dataclass

@@ -13,6 +13,10 @@ variant), so a variant's parameters do not depend on what it was batched with.
 A row with an output constraint (``request.constraint``) has its own grammar
 matcher (``workers.grammar``): its logits are masked to what the constraint
 still allows before each draw.
+
+A row with a brand adapter (``request.adapter``) runs in the same batch as rows
+with other adapters or none: each forward pass names every row's adapter
+(``workers.adapters``), and the prefix cache keys prefixes by adapter too.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 from django.conf import settings
 
 from workers import grammar
+from workers.adapters import BASE, AdapterLoadError, AdapterSet
 from workers.contract import FinishReason, GenerationRequest, GenerationResult
 from workers.runtime import STUB_MODEL, LoadedModel, get_model
 from workers.stub import StubEngine
@@ -54,8 +59,8 @@ class _Submitted(Future[GenerationResult]):
 
 class _Row:
     __slots__ = (
-        "constraint", "first_token", "future", "generator", "held", "prefix_offset", "prompt_tokens", "read_offset",
-        "request", "sent", "started", "submitted", "tokens",
+        "adapter", "constraint", "first_token", "future", "generator", "held", "prefix_offset", "prompt_tokens",
+        "read_offset", "request", "sent", "started", "submitted", "tokens",
     )
 
     def __init__(self, request: GenerationRequest, future: Future[GenerationResult], generator: Any):
@@ -72,6 +77,7 @@ class _Row:
         self.prefix_offset = self.read_offset = self.sent = 0
         self.held = ""
         self.constraint: grammar.RowConstraint | None = None
+        self.adapter = BASE  # the row's name in ``adapter_names``
 
 
 #: Candidates kept before nucleus sampling (the same default as transformers' top_k=50):
@@ -126,7 +132,9 @@ class PrefixCache:
     message but the last, so a template's prefix is found by a dictionary lookup, not a token trie.
 
     Each prefix is computed alone (batch of one, no padding), so a row's numbers never depend on what
-    it was admitted with, and a seed gives the same text with or without company. Bounded by bytes
+    it was admitted with, and a seed gives the same text with or without company. A prefix's keys and
+    values differ per brand adapter (its LoRA changes the projections), so entries are keyed by the
+    adapter as well. Bounded by bytes
     (``LOOM_PREFIX_CACHE_MB``), least recently used first out. Used by the engine thread only.
     """
 
@@ -135,7 +143,7 @@ class PrefixCache:
         self.max_bytes = max_bytes
         self.bytes = 0
         self.hits = self.misses = 0
-        self._entries: OrderedDict[tuple[int, ...], tuple[list[tuple[Any, Any]], int]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, tuple[int, ...]], tuple[list[tuple[Any, Any]], int]] = OrderedDict()
 
     def split(self, messages: list[dict[str, str]]) -> tuple[list[int], list[int]]:
         """(shared prefix, rest) of the prompt's token ids; the prefix is empty when there is none to share."""
@@ -154,18 +162,18 @@ class PrefixCache:
             return [], ids
         return prefix, ids[len(prefix) :]
 
-    def get(self, prefix: list[int]) -> list[tuple[Any, Any]] | None:
-        """Per layer (keys, values) of ``prefix``, [1, heads, len, dim]; computed now if not cached."""
+    def get(self, prefix: list[int], adapter: str = BASE) -> list[tuple[Any, Any]] | None:
+        """Per layer (keys, values) of ``prefix`` under ``adapter``, [1, heads, len, dim]; computed if not cached."""
         if not prefix:
             return None
-        key = tuple(prefix)
+        key = (adapter, tuple(prefix))
         found = self._entries.get(key)
         if found is not None:
             self._entries.move_to_end(key)
             self.hits += 1
             return found[0]
         self.misses += 1
-        layers = self._compute(prefix)
+        layers = self._compute(prefix, adapter)
         size = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in layers)
         if size <= self.max_bytes:
             self._entries[key] = (layers, size)
@@ -175,12 +183,12 @@ class PrefixCache:
                 self.bytes -= dropped
         return layers
 
-    def _compute(self, prefix: list[int]) -> list[tuple[Any, Any]]:
+    def _compute(self, prefix: list[int], adapter: str) -> list[tuple[Any, Any]]:
         import torch  # heavy: loaded only by a worker that runs a real model
 
         ids = torch.tensor([prefix], device=self.loaded.device)
         with torch.inference_mode():
-            out = self.loaded.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            out = forward(self.loaded, [adapter], input_ids=ids, use_cache=True, logits_to_keep=1)
         return [(layer.keys, layer.values) for layer in out.cache.layers]
 
 
@@ -197,6 +205,26 @@ def prefixes_for(loaded: LoadedModel) -> PrefixCache:
                 loaded, max_bytes=settings.LOOM_PREFIX_CACHE_MB * 1024 * 1024
             )
         return found
+
+
+_adapter_sets: weakref.WeakKeyDictionary[Any, AdapterSet] = weakref.WeakKeyDictionary()
+
+
+def adapters_for(loaded: LoadedModel) -> AdapterSet:
+    """The brand adapters loaded on the model (one set per loaded model, like its prefix cache)."""
+    with _prefix_caches_lock:
+        found = _adapter_sets.get(loaded.model)
+        if found is None:
+            found = _adapter_sets[loaded.model] = AdapterSet(loaded.model, max_loaded=settings.LOOM_MAX_ADAPTERS)
+        return found
+
+
+def forward(loaded: LoadedModel, adapters: list[str], **kwargs: Any) -> Any:
+    """A forward pass of the model with each row's adapter (``BASE``: none); the engine's only way to run it."""
+    found = _adapter_sets.get(loaded.model)
+    if found is None:
+        return loaded.model(**kwargs)
+    return found.forward(adapters, **kwargs)
 
 
 def _prefix_batch_cache(loaded: LoadedModel, prefixes: list[list[tuple[Any, Any]] | None], length: int) -> Any:
@@ -242,18 +270,28 @@ class ActiveBatch:
         self.temps: Any = None
         self.top_ps: Any = None
 
+    @property
+    def adapters(self) -> list[str]:
+        return [row.adapter for row in self.rows]
+
     def __len__(self) -> int:
         return len(self.rows)
 
     def admit(self, items: list[tuple[GenerationRequest, Future[GenerationResult]]]) -> None:
         import torch  # heavy: loaded only by a worker that runs a real model
 
-        model, device = self.loaded.model, self.loaded.device
+        device = self.loaded.device
+        items, adapters = self._resolve_adapters(items)
+        if not items:
+            return
         encoded = [prefixes_for(self.loaded).split(r.messages) for r, _ in items]
         # Each row's shared prefix (system prompt, brand voice, examples) comes from the prefix cache;
         # only the rest of its prompt is computed here. The batch's cache is laid out
         # [padding | prefix | padding | suffix] per row, the padding masked out.
-        prefix_kv = [prefixes_for(self.loaded).get(prefix) for prefix, _ in encoded]
+        prefix_kv = [
+            prefixes_for(self.loaded).get(prefix, adapter)
+            for (prefix, _), adapter in zip(encoded, adapters, strict=True)
+        ]
         longest_prefix = max(len(prefix) for prefix, _ in encoded)
         longest_suffix = max(len(suffix) for _, suffix in encoded)
         pad_id = self.loaded.tokenizer.pad_token_id or 0
@@ -271,16 +309,18 @@ class ActiveBatch:
         positions = ((attention.cumsum(dim=-1) - 1).clamp(min=0))[:, longest_prefix:]
         cache = _prefix_batch_cache(self.loaded, prefix_kv, longest_prefix) if longest_prefix else None
         with torch.inference_mode():
-            out = model(
-                input_ids=input_ids, attention_mask=attention, position_ids=positions, cache=cache, use_cache=True,
-                logits_to_keep=1,
+            out = forward(
+                self.loaded, adapters, input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                cache=cache, use_cache=True, logits_to_keep=1,
             )
         rows = []
         started = time.perf_counter()
-        for (request, future), prompt_tokens in zip(items, attention.sum(dim=-1).tolist(), strict=True):
+        prompt_lengths = attention.sum(dim=-1).tolist()
+        for (request, future), prompt_tokens, adapter in zip(items, prompt_lengths, adapters, strict=True):
             generator = torch.Generator(device=device)
             generator.manual_seed(int(request.seed) & 0x7FFF_FFFF_FFFF_FFFF)
             row = _Row(request, future, generator)
+            row.adapter = adapter
             row.prompt_tokens, row.started = int(prompt_tokens), started
             row.submitted = row.submitted or started
             if request.constraint is not None:
@@ -300,6 +340,31 @@ class ActiveBatch:
         self.logits = torch.cat([self.logits, logits])
         self.temps = torch.cat([self.temps, temps])
         self.top_ps = torch.cat([self.top_ps, top_ps])
+
+    def _resolve_adapters(
+        self, items: list[tuple[GenerationRequest, Future[GenerationResult]]]
+    ) -> tuple[list[tuple[GenerationRequest, Future[GenerationResult]]], list[str]]:
+        """Load the adapters ``items`` ask for; a request whose adapter cannot be loaded fails alone."""
+        if all(request.adapter is None for request, _ in items):
+            return items, [BASE] * len(items)
+        adapter_set = adapters_for(self.loaded)
+        in_use = set(self.adapters)
+        kept, adapters = [], []
+        for request, future in items:
+            if request.adapter is None:
+                kept.append((request, future))
+                adapters.append(BASE)
+                continue
+            try:
+                key = adapter_set.ensure(request.adapter, in_use=in_use)
+            except AdapterLoadError as exc:
+                logger.warning("generation request failed: %s", exc)
+                future.set_exception(exc)
+                continue
+            in_use.add(key)
+            kept.append((request, future))
+            adapters.append(key)
+        return kept, adapters
 
     def _merge(self, cache: Any, attention: Any) -> None:
         import torch  # heavy: loaded only by a worker that runs a real model
@@ -355,7 +420,9 @@ class ActiveBatch:
         self.attention = torch.cat([self.attention, self.attention.new_ones((len(self.rows), 1))], dim=-1)
         step_ids = torch.tensor(tokens, device=self.loaded.device).unsqueeze(-1)
         with torch.inference_mode():
-            out = self.loaded.model(
+            out = forward(
+                self.loaded,
+                self.adapters,
                 input_ids=step_ids,
                 attention_mask=self.attention,
                 position_ids=self.next_pos,

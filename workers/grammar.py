@@ -22,6 +22,14 @@ banned phrase is dropped before drawing. vLLM gets them as ``bad_words`` (token 
 the usual spellings, not every tokenization or casing); elsewhere they are left to the checks after
 decoding.
 
+Allowed numbers (``OutputConstraint.numbers``: copy grounded in a project's facts states no number
+they do not give) are enforced in process only, by ``AllowedNumbers`` on each row's digit run: a token
+that would write a digit is allowed only while the run stays a prefix of an allowed number, and one that
+would end the run only when the run is a whole allowed number. Every maximal run of digits (with ``.``
+and ``,`` between them) is then one of the numbers. The set is a regular language, but written into
+the line regex with its character limits it would have to list every split of a line between numbers
+and other text, so servers (regex, GBNF) leave it to the fact check after decoding.
+
 This module imports no engine at import time: the OpenAI-compatible client needs only the texts,
 and a worker without constraints never loads xgrammar.
 """
@@ -29,9 +37,11 @@ and a worker without constraints never loads xgrammar.
 from __future__ import annotations
 
 import logging
+import re
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from workers.contract import OutputConstraint
@@ -176,6 +186,92 @@ def bad_words(constraint: OutputConstraint) -> list[str]:
     return words
 
 
+# --- numbers only from the facts ---------------------------------------------------------------------
+
+#: A number as copy writes it: digits, with "." or "," between them ("1,299.99", "19,99", "2.5").
+NUMBER = re.compile(r"[0-9]+(?:[.,][0-9]+)*")
+_DIGITS = frozenset("0123456789")
+_SEPARATORS = ".,"
+#: Distinct allowed-number sets kept with their token tables (one per job's sources, in practice).
+MAX_NUMBER_SETS = 256
+
+
+def numbers_in(texts: Iterable[str]) -> tuple[str, ...]:
+    """Every number the texts write, once each, in order of appearance."""
+    return tuple(dict.fromkeys(m.group() for text in texts for m in NUMBER.finditer(text)))
+
+
+def canonical_number(number: str) -> str:
+    """'1,299' -> '1299', '25.00' -> '25', '19,99' -> '19.99', '02' -> '2' (as ``generation.factcheck`` reads them)."""
+    if re.fullmatch(r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?", number):
+        number = number.replace(",", "")
+    elif re.fullmatch(r"[0-9]+,[0-9]{1,2}", number):
+        number = number.replace(",", ".")
+    else:
+        number = number.replace(",", "")
+    try:
+        return format(Decimal(number).normalize(), "f")
+    except InvalidOperation:
+        return number
+
+
+def number_forms(number: str) -> set[str]:
+    """The ways copy may write a source's number: as written, plain ("1299", "2" for "02", "19.99" for
+    "19,99"), and grouped in thousands ("1,299" for "1299")."""
+    plain = canonical_number(number)
+    forms = {number, plain}
+    whole, dot, fraction = plain.partition(".")
+    if whole.isdigit() and len(whole) > 3:
+        forms.add(f"{int(whole):,}{dot}{fraction}")
+    return forms
+
+
+@dataclass
+class AllowedNumbers:
+    """The numbers a text may state, as a table of their prefixes, and per digit run the tokens it rules out.
+
+    A row's state is its current run: the digits (and separators) written since the last other
+    character, "" outside a number. A separator after digits may end the number (the sentence's full
+    stop, a list's comma) or continue it ("1,299"): it is allowed when either is, and what follows decides.
+    """
+
+    forms: frozenset[str]
+    prefixes: frozenset[str] = frozenset()
+    #: Per run: (token ids, on the logits' device; True: the only ones allowed, False: the ones ruled out).
+    bans: dict[str, tuple[Any, bool]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, numbers: Iterable[str]) -> AllowedNumbers:
+        forms = frozenset(form for number in numbers for form in number_forms(number))
+        return cls(forms, frozenset(form[:i] for form in forms for i in range(1, len(form) + 1)))
+
+    def complete(self, run: str) -> bool:
+        """Whether the number being written may end here."""
+        return not run or run.rstrip(_SEPARATORS) in self.forms
+
+    def feed(self, run: str, text: str) -> str | None:
+        """The run after writing ``text`` from ``run``, or None when ``text`` writes a number not allowed."""
+        for ch in text:
+            if ch in _DIGITS:
+                run += ch
+                if run not in self.prefixes:
+                    return None
+            elif ch in _SEPARATORS and run:
+                if run[-1] in _SEPARATORS:  # "39.," : the number ended at the first separator
+                    if run[:-1] not in self.forms:
+                        return None
+                    run = ""
+                elif run in self.forms or run + ch in self.prefixes:
+                    run += ch
+                else:
+                    return None
+            elif run:
+                if not self.complete(run):
+                    return None
+                run = ""
+        return run
+
+
 # --- in process: token masks with xgrammar -----------------------------------------------------------
 
 
@@ -186,13 +282,20 @@ class RowConstraint:
     batch's rows need not share a constraint, or have one at all.
     """
 
-    __slots__ = ("banned", "char_counts", "chars_left", "keep", "matcher", "tail", "vocab", "written")
+    __slots__ = (
+        "banned", "char_counts", "chars_left", "keep", "matcher", "number", "numbers", "tail", "texts", "vocab",
+        "written",
+    )
 
     def __init__(
         self, matcher: Any, banned: tuple[str, ...], vocab: Sequence[bytes], *, chars_left: int | None = None,
-        char_counts: Sequence[int] = (),
+        char_counts: Sequence[int] = (), numbers: AllowedNumbers | None = None, texts: Sequence[str] = (),
     ) -> None:
         self.matcher = matcher
+        #: The only numbers the row may write (None: any), its digit run so far, and each token's text.
+        self.numbers = numbers
+        self.number = ""
+        self.texts = texts
         #: A bound on characters alone, kept as a count (``TokenMasks.row``); None: none or in the grammar.
         self.chars_left = chars_left
         self.char_counts = char_counts
@@ -230,6 +333,10 @@ class RowConstraint:
         if self.chars_left is not None:
             self.chars_left -= self.char_counts[token]
         self.written += 1
+        if self.numbers is not None:
+            # None only after ``TokenMasks.apply`` let a row out of its numbers (its grammar left it no
+            # other token): it goes on from outside a number.
+            self.number = self.numbers.feed(self.number, self.texts[token]) or ""
         if self.banned:
             self.tail = (self.tail + self.vocab[token])[-self.keep :]
 
@@ -269,6 +376,16 @@ class TokenMasks:
         self._compiled: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._bitmask: Any = None
+        # Allowed numbers read tokens as text, a byte a character: digits and separators are ASCII, and a
+        # byte of a longer character is some other character, which ends a number as the whole one would.
+        # Only tokens with a digit, or (inside a number) one starting with a separator, can continue a
+        # run; every other token ends it (SmolLM2: 10 digit tokens, 78 starting with "." or ",").
+        self.texts = [text.decode("latin-1") for text in self.vocab]
+        self.digit_tokens = [t for t, text in enumerate(self.texts) if _DIGITS.intersection(text)]
+        self.separator_tokens = [
+            t for t, text in enumerate(self.texts) if text[:1] in (".", ",") and not _DIGITS.intersection(text)
+        ]
+        self._number_sets: dict[tuple[str, ...], AllowedNumbers] = {}
 
     def compiled(self, constraint: OutputConstraint) -> Any | None:
         """The compiled grammar of ``constraint``'s regex, compiled once per process; None without one."""
@@ -280,18 +397,50 @@ class TokenMasks:
                 self._compiled[regex] = self.compiler.compile_regex(regex)
             return self._compiled[regex]
 
+    def allowed_numbers(self, numbers: tuple[str, ...]) -> AllowedNumbers:
+        """The prefix table of a set of numbers, kept with the token bans computed for it."""
+        with self._lock:
+            allowed = self._number_sets.get(numbers)
+            if allowed is None:
+                if len(self._number_sets) >= MAX_NUMBER_SETS:
+                    self._number_sets.clear()
+                allowed = self._number_sets[numbers] = AllowedNumbers.of(numbers)
+            return allowed
+
     def row(self, constraint: OutputConstraint | None) -> RowConstraint | None:
         if constraint is None:
             return None
+        numbers = self.allowed_numbers(constraint.numbers) if constraint.numbers is not None else None
+        extra = {"numbers": numbers, "texts": self.texts}
         if _counts_only(constraint):
             return RowConstraint(
-                None, constraint.banned, self.vocab, chars_left=constraint.max_chars, char_counts=self.char_counts
+                None, constraint.banned, self.vocab, chars_left=constraint.max_chars, char_counts=self.char_counts,
+                **extra,
             )
         grammar = self.compiled(constraint)
-        if grammar is None and not constraint.banned:
+        if grammar is None and not constraint.banned and numbers is None:
             return None
         matcher = self._xgr.GrammarMatcher(grammar) if grammar is not None else None
-        return RowConstraint(matcher, constraint.banned, self.vocab)
+        return RowConstraint(matcher, constraint.banned, self.vocab, **extra)
+
+    def number_bans(self, row: RowConstraint, device: Any) -> tuple[Any, bool]:
+        """The tokens the row's digit run rules out, or (inside a number that may not end yet) the only
+        ones it allows: (token ids, True when they are the only ones).
+
+        Computed once per allowed set and run, by feeding the run the few tokens that can continue a
+        number; every other token just ends it, which the run allows or not as a whole.
+        """
+        import torch  # heavy: as xgrammar
+
+        allowed, run = row.numbers, row.number
+        assert allowed is not None
+        cached = allowed.bans.get(run)
+        if cached is None:
+            candidates = self.digit_tokens + self.separator_tokens if run else self.digit_tokens
+            only = not allowed.complete(run)
+            tokens = [t for t in candidates if (allowed.feed(run, self.texts[t]) is None) != only]
+            cached = allowed.bans[run] = (torch.tensor(tokens, dtype=torch.long, device=device), only)
+        return cached
 
     def apply(self, logits: Any, rows: Sequence[RowConstraint | None]) -> None:
         """Mask ``logits`` ([rows, vocab], in place) so each constrained row can only go on legally."""
@@ -315,8 +464,27 @@ class TokenMasks:
                     logits[j].masked_fill_(self._char_tensor > row.chars_left, float("-inf"))
                     if not row.written:  # an empty text is no text: the end waits for the first token
                         logits[j, self.stop_ids] = float("-inf")
+                if row is not None and row.numbers is not None:
+                    self._mask_numbers(logits, j, row)
                 if row is not None and row.banned:
                     row.ban(logits[j])
+
+    def _mask_numbers(self, logits: Any, j: int, row: RowConstraint) -> None:
+        """Rule out, in row ``j``, every token that would write a number the row may not state."""
+        import torch  # heavy: as xgrammar
+
+        tokens, only = self.number_bans(row, logits.device)
+        if not only:
+            if tokens.numel():
+                logits[j, tokens] = float("-inf")
+            return
+        kept = logits[j, tokens]
+        if not torch.isfinite(kept).any():
+            # The grammar or the character bound ended the line or text inside a number: they win, and
+            # the fact check after decoding judges the cut number.
+            return
+        logits[j].fill_(float("-inf"))
+        logits[j, tokens] = kept
 
 
 def _counts_only(constraint: OutputConstraint) -> bool:

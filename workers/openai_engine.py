@@ -17,6 +17,15 @@ connections):
   ``LOOM_OPENAI_RETRY_S`` seconds (a restarting server loses no job); after the first token an error
   raises, since the text so far cannot be resumed, and the job fails with the reason.
 
+Brand adapters (``request.adapter``, a LoRA): vLLM serves each under its own name, so the request
+names the adapter as its ``model``; SGLang takes the base model and ``lora_path`` (the adapter's
+name). Neither needs a restart for a new adapter: when the server answers that it does not know the
+adapter, the engine registers it (``POST /load_lora_adapter`` with its name and path: vLLM needs
+``--enable-lora`` and ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``, SGLang ``--enable-lora``) and asks
+again, once. Both batch requests of different adapters and of none together. A server that cannot
+serve adapters (llama.cpp, generic) fails the request with that reason: a job pinned to a brand
+model never runs silently on the base model.
+
 Token counts: the server's usage (``stream_options.include_usage``: vLLM, SGLang, llama.cpp's own
 ``llama-server``, Ollama, TGI send it in a last chunk). Without it (a cut stream; llama-cpp-python
 never sends it) completion tokens are the content chunks received, since these servers stream one
@@ -43,7 +52,7 @@ import openai
 from django.conf import settings
 
 from workers import grammar
-from workers.contract import Backend, FinishReason, GenerationRequest, GenerationResult, OutputConstraint
+from workers.contract import AdapterRef, Backend, FinishReason, GenerationRequest, GenerationResult, OutputConstraint
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +78,10 @@ _CHARS_PER_TOKEN = 4
 
 class OpenAIEngineError(RuntimeError):
     """The server failed a request (or ended its stream) in a way that retrying cannot mend."""
+
+
+#: The flavors whose servers load LoRA adapters at run time (see the module docstring).
+ADAPTER_FLAVORS = ("vllm", "sglang")
 
 
 def detect_flavor(models_payload: dict[str, Any]) -> str:
@@ -163,6 +176,7 @@ class OpenAIEngine:
         self._detect_lock = threading.Lock()
         self._prompt_counts: OrderedDict[str, int] = OrderedDict()
         self._counts_lock = threading.Lock()
+        self._adapter_lock = threading.Lock()  # one registration of an adapter at a time
         self._pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="openai-generation")
         self._calls: set[_Call] = set()
         self._calls_lock = threading.Lock()
@@ -247,14 +261,19 @@ class OpenAIEngine:
     def _stream(self, call: _Call) -> GenerationResult | None:
         request = call.request
         self._detect()
+        model = self._model or self.backend.model
+        extra_body: dict[str, Any] = {}
+        if request.adapter is not None:  # before anything reaches a server that cannot serve it
+            model, extra_body = self._with_adapter(request.adapter, model, extra_body)
         if self._flavor == "llamacpp":
             # Its Python server sends no usage and serves one request at a time, tokenizing included:
             # counted now, the count waits in the queue just ahead of this request instead of behind
             # every request queued after it.
             self._prompt_tokens(request.messages)
-        extra_body = constraint_params(request.constraint, self.flavor) if request.constraint else {}
-        stream = self.client.chat.completions.create(
-            model=self._model or self.backend.model,
+        if request.constraint:
+            extra_body.update(constraint_params(request.constraint, self.flavor))
+        create = lambda: self.client.chat.completions.create(  # noqa: E731 (asked again after a registration)
+            model=model,
             messages=request.messages,  # type: ignore[arg-type]
             stream=True,
             stream_options={"include_usage": True},
@@ -264,6 +283,14 @@ class OpenAIEngine:
             max_tokens=request.max_new_tokens,
             extra_body=extra_body or None,
         )
+        try:
+            stream = create()
+        except (openai.NotFoundError, openai.BadRequestError) as exc:
+            if request.adapter is None or not _unknown_adapter(exc, request.adapter):
+                raise
+            # A new adapter, or the server restarted and forgot it: register it, then ask once more.
+            self._load_adapter(request.adapter)
+            stream = create()
         finish: str | None = None
         try:
             for chunk in stream:
@@ -368,6 +395,46 @@ class OpenAIEngine:
                     else:
                         self._finish(call, result=result)
 
+    # --- brand adapters ------------------------------------------------------------------------
+
+    def _with_adapter(self, adapter: AdapterRef, model: str, extra_body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The ``model`` and extra fields that select ``adapter`` on this server; an error where it has no adapters."""
+        flavor = self.flavor
+        if flavor == "vllm":
+            return adapter.name, extra_body
+        if flavor == "sglang":
+            return model, {**extra_body, "lora_path": adapter.name}
+        raise OpenAIEngineError(
+            f"{self.backend.model or self.base_url} is served by a {flavor} server, which cannot serve brand "
+            f"adapters (LoRA); serve it with vLLM or SGLang (--enable-lora), or run the job on the base model"
+        )
+
+    def _load_adapter(self, adapter: AdapterRef) -> None:
+        """Register ``adapter`` with the server under its name (``POST /load_lora_adapter``)."""
+        # vLLM serves it under /v1, SGLang at its root.
+        url = f"{self.base_url}/load_lora_adapter"
+        if self.flavor == "sglang":
+            url = f"{self.base_url.removesuffix('/v1')}/load_lora_adapter"
+        with self._adapter_lock:
+            try:
+                response = self._http.post(
+                    url, json={"lora_name": adapter.name, "lora_path": adapter.path}, headers=self._auth
+                )
+            except httpx2.HTTPError as exc:
+                raise OpenAIEngineError(f"could not register brand adapter {adapter.name} with {url}: {exc}") from exc
+        if response.is_success or "already" in response.text.lower():  # a concurrent request registered it
+            logger.info("registered brand adapter %s (%s) with %s", adapter.name, adapter.path, self.base_url)
+            return
+        hint = ""
+        if response.status_code in (404, 405):
+            hint = (
+                " (start vLLM with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, SGLang with --enable-lora)"
+            )
+        raise OpenAIEngineError(
+            f"{self.base_url} could not load brand adapter {adapter.name} from {adapter.path}: "
+            f"{response.status_code} {response.text[:300]}{hint}"
+        )
+
     # --- the server -------------------------------------------------------------------------
 
     def _detect(self) -> None:
@@ -421,6 +488,14 @@ class OpenAIEngine:
         except (httpx2.HTTPError, KeyError, ValueError) as exc:
             logger.warning("cannot count prompt tokens with %s: %s; estimating", self.base_url, exc)
         return None
+
+
+def _unknown_adapter(exc: openai.APIStatusError, adapter: AdapterRef) -> bool:
+    """Whether the server refused the request because it does not know the adapter (yet)."""
+    if isinstance(exc, openai.NotFoundError):
+        return True  # vLLM: "The model `<name>` does not exist."
+    text = str(exc).lower()
+    return adapter.name.lower() in text or "lora" in text
 
 
 def _finish_reason(server_reason: str) -> str:

@@ -99,6 +99,62 @@ class AssignQuerySerializer(serializers.Serializer[Any]):
     )
 
 
+class UnitField(serializers.CharField):
+    """A unit id as JSON text: a number is refused (``12`` and ``"12"`` must not silently be one unit).
+    Blank and control characters are the view's ``invalid_unit``, as for ``assign``'s ``unit``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=limits.MAX_UNIT_LENGTH, allow_blank=True, trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
+class BulkAssignInputSerializer(serializers.Serializer[Any]):
+    units = serializers.ListField(
+        child=UnitField(), min_length=1, max_length=limits.MAX_BULK_UNITS,
+        help_text=f"1 to {limits.MAX_BULK_UNITS:,} customer or visitor ids (a repeated id is answered once per "
+        "mention, with the same arm); more recipients: several requests.",
+    )
+    target = serializers.CharField(
+        required=False, max_length=limits.MAX_URL_LENGTH,
+        help_text="Where the click URLs lead: an http(s) URL on the target URL's host or an allowed host.",
+    )
+    links = serializers.BooleanField(
+        default=True, help_text="false: no click or pixel URLs, for a caller that reports outcomes as events "
+        "(signing the links is most of a large request's time).",
+    )
+
+
+class ServedArmSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    label = serializers.CharField()
+    text = serializers.CharField(help_text="The copy to show the units assigned to this arm.")
+
+
+class UnitAssignmentSerializer(serializers.Serializer[Any]):
+    unit = serializers.CharField()
+    assignment = serializers.UUIDField(
+        allow_null=True, help_text="The exposure's id; null once concluded (the winner is served, nothing recorded)."
+    )
+    arm = serializers.CharField(help_text="The arm's label; its text is in ``arms``.")
+    arm_id = serializers.UUIDField()
+    new = serializers.BooleanField(help_text="This call made the exposure (false: the unit's earlier arm).")
+    click_url = serializers.URLField(allow_null=True, help_text="A tracking link to the target, recording a click.")
+    pixel_url = serializers.URLField(allow_null=True, help_text="A 1x1 GIF recording an open (for emails).")
+
+
+class BulkAssignmentSerializer(serializers.Serializer[Any]):
+    experiment = serializers.UUIDField()
+    arms = ServedArmSerializer(
+        many=True, help_text="The arms the units were assigned to, each text once (an arm's text may be 10,000 "
+        "characters: repeated per unit it would make a 1,000-unit answer 10 MB)."
+    )
+    assignments = UnitAssignmentSerializer(many=True, help_text="One per unit sent, in the order sent.")
+
+
 class AssignmentSerializer(serializers.Serializer[Any]):
     experiment = serializers.UUIDField()
     assignment = serializers.UUIDField(

@@ -25,6 +25,8 @@ from experiments import results, services, serving, tracking
 from experiments.api.serializers import (
     AssignmentSerializer,
     AssignQuerySerializer,
+    BulkAssignInputSerializer,
+    BulkAssignmentSerializer,
     ExperimentCreateSerializer,
     ExperimentFilterSerializer,
     ExperimentSerializer,
@@ -35,6 +37,7 @@ from experiments.api.serializers import (
 )
 from experiments.models import Experiment, Status
 from organizations.api.tenancy import TenantViewSet
+from organizations.models import Role
 from projects.api.scoping import ProjectScopedCreate
 
 _CONFLICT = error_response("The experiment's status does not allow this (e.g. editing a running experiment).")
@@ -48,6 +51,8 @@ class ExperimentViewSet(
     queryset = Experiment.objects.select_related("winner").prefetch_related("arms")
     serializer_class = ExperimentSerializer
     project_field = "project"
+    #: Serving a list is what serving one unit is (``assign`` is a GET): a read key embedded in a sender may do it.
+    action_roles = {"assign_many": Role.VIEWER}
 
     @extend_schema(parameters=[ExperimentFilterSerializer])
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -63,7 +68,7 @@ class ExperimentViewSet(
         return queryset
 
     def get_base_queryset(self) -> QuerySet[Experiment]:
-        if self.action == "assign":
+        if self.action in ("assign", "assign_many"):
             # The hot path reads the experiment row only: its arms come from the allocation cache.
             return Experiment.objects.only(
                 "id", "organization_id", "project_id", "status", "policy", "updated_at", "winner_id",
@@ -167,6 +172,41 @@ class ExperimentViewSet(
         return Response(_assignment_body(request, experiment, served.arm, served.assignment_id, served.created, target))
 
     @extend_schema(
+        request=BulkAssignInputSerializer,
+        responses={200: BulkAssignmentSerializer, 409: error_response("The experiment is a draft or stopped.")},
+    )
+    @action(detail=True, methods=["post"], url_path="assignments")
+    def assign_many(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Assign a list of units at once (an email sender's recipients): per unit what ``assign`` answers
+        for it (the same arm, the same assignment id, sticky across both), in one transaction.
+
+        Counted as one API call under the rate limits, as one event ingest request of up to 10,000
+        events is: the limits count requests, and ``units`` is capped so a request stays cheap.
+        """
+        experiment = self.get_object()
+        data = validated(BulkAssignInputSerializer, request.data).validated_data
+        units, target = _units(data["units"]), serving.click_target(experiment, data.get("target", ""))
+        links = request if data["links"] else None
+        if experiment.status == Status.CONCLUDED:
+            winner = serving.winner_of(experiment)
+            if winner is not None:
+                rows = [_unit_row(links, unit, winner, None, False, target) for unit in units]
+                return Response(_bulk_body(experiment, [winner], rows))
+        if not experiment.is_running:
+            raise Conflict(
+                gettext("The experiment is %(status)s, not running.")
+                % {"status": experiment.get_status_display().lower()},
+                code="experiment_not_running",
+            )
+        served = serving.assign_many(experiment, units)
+        rows = [
+            _unit_row(links, unit, s.arm, s.assignment_id, s.created, target)
+            for unit, s in ((unit, served[unit]) for unit in units)
+        ]
+        arms = list({s.arm.id: s.arm for s in served.values()}.values())
+        return Response(_bulk_body(experiment, arms, rows))
+
+    @extend_schema(
         request=OutcomeInputSerializer,
         responses={200: OutcomeResultSerializer, 404: OpenApiResponse(description="No such unit or assignment.")},
     )
@@ -187,20 +227,56 @@ class ExperimentViewSet(
         return Response(ResultsSerializer(results.summary(experiment).as_dict()).data)
 
 
+def _units(units: list[str]) -> list[str]:
+    """Trimmed unit ids; a blank one, or one with a NUL or a lone surrogate, is the 400 assign gives its unit."""
+    cleaned = [unit.strip() for unit in units]
+    for index, unit in enumerate(cleaned):
+        if not unit or not storable_text(unit):  # the rule of assign's unit, so both paths take the same ids
+            raise InvalidInput(
+                f"units[{index}]: must be a non-empty id without a NUL character.", code="invalid_unit",
+                fields={"units": [f"[{index}]: invalid"]},
+            )
+    return cleaned
+
+
+def _links(request: Request, assignment_id: Any, target: str) -> tuple[str | None, str | None]:
+    """(click URL, pixel URL): signed tracking links of an exposure; without one (concluded) the plain target."""
+    if assignment_id is None:
+        return (target or None), None
+    pixel_url = request.build_absolute_uri(
+        reverse("experiments:pixel", args=[tracking.sign(assignment_id, tracking.OPEN)])
+    )
+    click_url = None
+    if target:
+        click_url = request.build_absolute_uri(
+            reverse("experiments:track", args=[tracking.sign(assignment_id, tracking.CLICK, target)])
+        )
+    return click_url, pixel_url
+
+
+def _unit_row(
+    request: Request | None, unit: str, arm: serving.ServedArm, assignment_id: Any, new: bool, target: str
+) -> dict[str, Any]:
+    """One unit's answer; without ``request`` (the caller asked for no links) without tracking links."""
+    click_url, pixel_url = _links(request, assignment_id, target) if request is not None else (None, None)
+    return {
+        "unit": unit, "assignment": assignment_id, "arm": arm.label, "arm_id": arm.id, "new": new,
+        "click_url": click_url, "pixel_url": pixel_url,
+    }
+
+
+def _bulk_body(experiment: Experiment, arms: list[serving.ServedArm], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "experiment": experiment.pk,
+        "arms": [{"id": arm.id, "label": arm.label, "text": arm.text} for arm in arms],
+        "assignments": rows,
+    }
+
+
 def _assignment_body(
     request: Request, experiment: Experiment, arm: serving.ServedArm, assignment_id: Any, new: bool, target: str
 ) -> dict[str, Any]:
-    click_url = pixel_url = None
-    if assignment_id is not None:
-        pixel_url = request.build_absolute_uri(
-            reverse("experiments:pixel", args=[tracking.sign(assignment_id, tracking.OPEN)])
-        )
-        if target:
-            click_url = request.build_absolute_uri(
-                reverse("experiments:track", args=[tracking.sign(assignment_id, tracking.CLICK, target)])
-            )
-    elif target:
-        click_url = target  # concluded: nothing to record, the link goes straight to the target
+    click_url, pixel_url = _links(request, assignment_id, target)
     return {
         "experiment": experiment.pk,
         "assignment": assignment_id,

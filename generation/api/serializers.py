@@ -28,7 +28,7 @@ from generation.models import (
 from generation.services import VARIABLE_TYPES
 
 #: The generation parameters of a job or a bulk batch; omitted ones take the service's defaults.
-PARAMETER_NAMES = ("num_variants", "max_new_tokens", "temperature", "top_p", "seed", "model", "language")
+PARAMETER_NAMES = ("num_variants", "max_new_tokens", "temperature", "top_p", "seed", "model", "language", "adapter")
 
 
 
@@ -76,6 +76,16 @@ class ConstraintsField(StorableJSONField):
     pass
 
 
+@extend_schema_field({"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string"}], "nullable": True})
+class AdapterField(serializers.CharField):
+    """A brand model version (``3`` or ``"v3"``), ``"base"`` or null: a JSON number is taken as its text."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if isinstance(data, int) and not isinstance(data, bool):
+            data = str(data)
+        return super().to_internal_value(data)
+
+
 class GenerationParameters(serializers.Serializer[Any]):
     """The generation parameters of a job or a bulk batch, with their ranges (documented and checked).
 
@@ -105,6 +115,11 @@ class GenerationParameters(serializers.Serializer[Any]):
     language = serializers.ChoiceField(
         choices=settings.CONTENT_LANGUAGES, required=False,
         help_text="The language the copy is written in (checked on every output). Default: the project's.",
+    )
+    adapter = AdapterField(
+        required=False, allow_null=True, allow_blank=True, max_length=64,
+        help_text="The project's brand model (fine-tuned adapter) to run with: a version number, or \"base\" "
+        "(or null) for the base model alone. Default: the project's active brand model, if trained on the job's model.",
     )
 
     def to_internal_value(self, data: Any) -> Any:
@@ -342,6 +357,19 @@ class FactCheckField(serializers.JSONField):
     pass
 
 
+class BrandFitBreakdownSerializer(serializers.Serializer[Any]):
+    voice = serializers.FloatField(
+        required=False, help_text="Closeness to the brand voice (its texts, approved copy, words to use and avoid)."
+    )
+    outcome = serializers.FloatField(
+        required=False, help_text="What the project's concluded experiments predict for this text: 0.5 converts "
+        "like their average arm, higher better. Present once the project has enough concluded experiments.",
+    )
+    outcome_weight = serializers.FloatField(required=False, help_text="The outcome component's share of brand_fit.")
+    outcome_experiments = serializers.IntegerField(required=False, help_text="Concluded experiments it learned from.")
+    outcome_arms = serializers.IntegerField(required=False, help_text="Their arms (the data points of the fit).")
+
+
 class VariantSerializer(serializers.ModelSerializer[Variant]):
     job = serializers.UUIDField(source="job_id", read_only=True)
     final_text = serializers.CharField(read_only=True, help_text="edited_text when there is one, else text.")
@@ -363,6 +391,9 @@ class VariantSerializer(serializers.ModelSerializer[Variant]):
     withheld_reason = serializers.CharField(read_only=True, help_text="Why it was withheld; empty otherwise.")
     moderation = JSONObjectField(read_only=True, help_text="The output moderation's verdict; empty when none ran.")
     fact_check = FactCheckField(read_only=True)
+    brand_fit_breakdown = BrandFitBreakdownSerializer(
+        read_only=True, help_text="What brand_fit is made of; empty until scored (and for withheld text)."
+    )
 
     class Meta:
         model = Variant
@@ -384,6 +415,7 @@ class VariantSerializer(serializers.ModelSerializer[Variant]):
             "withheld",
             "withheld_reason",
             "brand_fit",
+            "brand_fit_breakdown",
             "moderation",
             "fact_check",
             "rating",
@@ -417,6 +449,9 @@ class JobSerializer(serializers.ModelSerializer[GenerationJob]):
         source="serving_model", slug_field="slug", read_only=True, allow_null=True,
         help_text="The slug of the model the job runs on (null: submitted before the model registry).",
     )
+    adapter = serializers.SerializerMethodField(
+        help_text="The project's brand model the job runs with, pinned at submission (null: the base model)."
+    )
     variants = serializers.SerializerMethodField()
 
     class Meta:
@@ -442,6 +477,7 @@ class JobSerializer(serializers.ModelSerializer[GenerationJob]):
             "completion_tokens",
             "model",
             "model_name",
+            "adapter",
             "created_at",
             "started_at",
             "finished_at",
@@ -455,6 +491,18 @@ class JobSerializer(serializers.ModelSerializer[GenerationJob]):
                 "help_text": "Milliseconds from submission to the first generated token (null: none yet)."
             }
         }
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "nullable": True,
+            "properties": {"id": {"type": "string", "format": "uuid"}, "version": {"type": "integer"}},
+        }
+    )
+    def get_adapter(self, job: GenerationJob) -> dict[str, Any] | None:
+        if job.adapter_id is None:
+            return None
+        return {"id": str(job.adapter_id), "version": job.adapter.version}
 
     @extend_schema_field(VariantSerializer(many=True))
     def get_variants(self, job: GenerationJob) -> list[dict[str, Any]]:

@@ -203,7 +203,9 @@ _CURRENT_VARIANTS = Prefetch(
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScopedCreate, TenantViewSet):
     """Generation jobs. ``POST`` validates and queues one; its variants appear as it runs."""
 
-    queryset = GenerationJob.objects.select_related("template_version__template", "serving_model").prefetch_related(
+    queryset = GenerationJob.objects.select_related(
+        "template_version__template", "serving_model", "adapter"
+    ).prefetch_related(
         _CURRENT_VARIANTS
     )
     serializer_class = JobSerializer

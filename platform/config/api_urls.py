@@ -10,6 +10,7 @@ from billing.api.invoices import InvoiceViewSet
 from billing.api.usage import SubscriptionViewSet, UsageViewSet
 from config.api_views import MeView
 from experiments.api.views import ExperimentViewSet
+from finetune.api.views import BrandModelViewSet, ProjectBrandModelViewSet, TrainingRunViewSet
 from generation.api.serving import ProjectGenerationSettingsViewSet, ServingModelViewSet
 from generation.api.views import (
     BulkBatchViewSet,
@@ -79,6 +80,11 @@ router.register("experiments", ExperimentViewSet, basename="experiment")
 # Project knowledge: /projects/{id}/knowledge/ (list, add), /projects/{id}/knowledge/search/, /knowledge/{id}/.
 router.register("projects", ProjectKnowledgeViewSet, basename="project-knowledge")
 router.register("knowledge", KnowledgeSourceViewSet, basename="knowledge-source")
+# Brand models: /projects/{id}/training-data/, /training-runs/, /brand-models/ (rollback, deactivate);
+# /training-runs/{id}/ (cancel), /brand-models/{id}/ (activate, export, delete).
+router.register("projects", ProjectBrandModelViewSet, basename="project-brand-model")
+router.register("training-runs", TrainingRunViewSet, basename="training-run")
+router.register("brand-models", BrandModelViewSet, basename="brand-model")
 router.register("invoices", InvoiceViewSet, basename="invoice")
 # Singletons of the caller's organization: GET /usage?group_by=...; GET and POST (plan change) /subscription.
 router.register("usage", UsageViewSet, basename="usage")

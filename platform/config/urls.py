@@ -34,6 +34,7 @@ urlpatterns = [
     path("", include("generation.urls")),
     path("recommendations/", include("recommendations.urls")),
     path("knowledge/", include("knowledge.urls")),
+    path("brand-model/", include("finetune.urls")),
     # Experiments' pages, and the public tracking links and pixels (/t/<token>) that carry no login.
     path("", include("experiments.urls")),
     path("", include("organizations.urls")),

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -94,6 +96,20 @@ def update_project(*, actor: User | None, project: Project, **changes: Any) -> P
     return _save(project, update_fields=[*changes, "updated_at"])
 
 
+#: What a deleted project leaves outside the database (a feature app's files: brand adapters), removed once
+#: the deletion commits. Apps above projects in the layers register theirs in ``AppConfig.ready``.
+_PROJECT_CLEANUPS: list[Callable[[Any], None]] = []
+
+
+def register_project_cleanup(cleanup: Callable[[Any], None]) -> None:
+    """``cleanup(project_id)`` runs after a project's deletion commits; registered once per function."""
+    if cleanup not in _PROJECT_CLEANUPS:
+        _PROJECT_CLEANUPS.append(cleanup)
+
+
 @transaction.atomic
 def delete_project(*, actor: User | None, project: Project) -> None:
+    project_id = project.pk
     project.delete()
+    for cleanup in _PROJECT_CLEANUPS:
+        transaction.on_commit(partial(cleanup, project_id))

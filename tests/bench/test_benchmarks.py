@@ -92,7 +92,7 @@ def test_experiments_benchmark_measures_assign_and_compares_the_policies(empty_d
     out = _run_benchmark(
         "bench.experiments",
         ["--rps", "5", "--duration", "2s", "--runs", "1", "--batch", "2000", "--max-exposures", "4000",
-         "--draws", "2000"],
+         "--parallel", "2"],
         empty_database, 540,
     )
 
@@ -121,3 +121,19 @@ def test_grounding_benchmark_ends_with_the_unsupported_share_and_the_fact_checks
     last = dict(line.split(": ", 1) for line in out.strip().splitlines()[-3:])
     assert list(last) == ["unsupported_numeric_claims_with_knowledge", "factcheck_recall", "factcheck_precision"], out
     assert all(0 <= float(value) <= 1 for value in last.values()), out
+
+
+def test_finetune_benchmark_trains_and_evaluates_a_brand_adapter_at_a_tiny_size():
+    # No database: the benchmark trains and evaluates in process. Two steps on two layers, two briefs.
+    out = _run_benchmark(
+        "bench.finetune",
+        ["--examples", "48", "--max-steps", "2", "--batch-size", "2", "--max-length", "64", "--top-layers", "2",
+         "--briefs", "2", "--max-new-tokens", "8", "--threads", "1"],
+        settings.DATABASE_URL, 300,
+    )
+
+    lines = out.strip().splitlines()
+    assert any(line.startswith("training: 43 examples, 2 steps") for line in lines), out
+    assert lines[-2].startswith("perplexity_ratio: ")
+    assert float(lines[-2].split()[-1]) > 0
+    assert lines[-1].startswith("brand_fit_gain: ")

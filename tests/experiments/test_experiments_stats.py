@@ -55,3 +55,39 @@ def test_thompson_weights_without_data_are_even():
     weights = stats.thompson_weights([(0, 0), (0, 0)], min_share=0.05)
 
     assert weights == pytest.approx([0.5, 0.5], abs=0.02)
+
+
+def test_an_arm_past_floor_until_loses_its_floor_and_one_short_of_it_keeps_it():
+    # A has its 1,000 exposures and is a clear loser; C is one short of them.
+    weights = stats.thompson_weights([(1000, 5), (1000, 60), (999, 10)], min_share=0.1, floor_until=1000)
+
+    assert sum(weights) == pytest.approx(1.0)
+    assert weights[0] < 0.01  # no floor: its probability to be best is ~0
+    assert weights[2] == pytest.approx(0.1, abs=0.005)  # the floor, and nothing more
+    assert weights[1] == pytest.approx(0.9, abs=0.01)
+
+
+@pytest.mark.django_db
+def test_review_releases_the_floor_of_arms_with_the_experiments_minimum_exposures(cast):
+    from experiments import services
+    from experiments.models import Assignment
+    from tests.support.experiment_factories import ExperimentFactory
+
+    # given: an adaptive experiment whose arms all have its 150 minimum exposures; B converts better
+    # (15 against 8 of 150 each: ~90% to be best, short of the 99.9% that would conclude it)
+    experiment = services.start_experiment(experiment=ExperimentFactory(
+        project=cast.project, arms=3, policy="adaptive", min_share=0.1, min_exposures=150, stop_probability=0.999,
+    ))
+    for arm in experiment.arms.all():
+        every = 10 if arm.label == "B" else 19
+        for n in range(150):
+            assignment = Assignment.objects.create(experiment=experiment, arm=arm, unit=f"{arm.label}-{n}")
+            if n % every == 0:
+                services.record_tracked(assignment=assignment, kind="click")
+
+    # when
+    services.review_experiment(experiment)
+
+    # then: the losers are below the floor they no longer need
+    weights = {arm.label: arm.weight for arm in experiment.arms.all()}
+    assert weights["A"] < 0.1 and weights["C"] < 0.1 and weights["B"] > 0.8, weights

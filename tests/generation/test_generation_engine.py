@@ -10,6 +10,7 @@ import time
 import pytest
 
 from tests.support.models import real_model, tiny_model
+from workers.adapters import BASE
 from workers.engine import BatchEngine, FinishReason, GenerationRequest, generate_batch, prefixes_for
 
 MESSAGES = [
@@ -152,7 +153,7 @@ def test_the_prefix_cache_stays_within_its_memory_bound():
 
     assert cache.bytes <= cache.max_bytes
     assert len(cache._entries) == 2  # the two most recent
-    assert tuple(cache.split(prompts[-1])[0]) in cache._entries
+    assert (BASE, tuple(cache.split(prompts[-1])[0])) in cache._entries  # keyed by adapter too: none here
 
 
 def test_a_prompt_without_a_shareable_prefix_is_computed_whole():

@@ -28,7 +28,9 @@ pytestmark = pytest.mark.django_db
 
 CATALOGUE = REPO_ROOT / "locale" / "zh_Hans" / "LC_MESSAGES"
 #: What extracting strings reads (the same as the README's makemessages command, less the folders it ignores).
-SOURCES = ["platform", "generation", "recommendations", "billing", "workers", "knowledge", "experiments", "templates"]
+SOURCES = [
+    "platform", "generation", "recommendations", "billing", "workers", "knowledge", "experiments", "finetune", "templates",
+]
 _PLACEHOLDER = re.compile(r"%\((\w+)\)[sdr]|\{(\w+)\}")
 #: Names, codes and examples that stay in Latin letters in Chinese copy; any other Latin word in a
 #: translation is English left untranslated.
@@ -38,10 +40,14 @@ KEPT_IN_LATIN = {
     "UTF-", "audience", "colleague@example.com", "edited_text", "exclude_purchased", "false", "features", "inputs",
     "llama.cpp", "loom_", "params", "personalized-recommendation", "product", "projects", "rating", "transformers",
     "true", "vLLM", "customer_id", "timestamp",
+    # brand models: the method's name, its knobs and the API's words for them
+    "LoRA", "alpha", "adapter", "base", "null", "config", "insist",
     # identity providers, file formats and the codes people type (event names, roles, fields, examples)
     "Okta", "Microsoft", "Entra", "Google", "Workspace", "Keycloak", "Markdown", "HTML", "html", "Unix", "http",
     "https", "click", "open", "cart", "purchase", "view", "return", "admin", "editor", "viewer", "newsletter_signup",
     "marketing-leads", "shop.example.com", "landing_url",
+    # the networks the built-in templates write for (generation/library.py)
+    "Meta", "Facebook", "Instagram", "LinkedIn",
 }
 
 

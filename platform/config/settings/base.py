@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "experiments",
     "recommendations",
     "knowledge",
+    "finetune",
     # The top layer: the site's URLs and the commands that span apps (``seed_demo``).
     "config",
 ]
@@ -246,6 +247,8 @@ SPECTACULAR_SETTINGS = {
         "ExperimentStatusEnum": "experiments.models.Status.choices",
         "KnowledgeSourceKindEnum": "knowledge.models.SourceKind",
         "KnowledgeSourceStatusEnum": "knowledge.models.SourceStatus",
+        # A generation job and a training run have the same states: one enum, under the name clients know.
+        "JobStatusEnum": "generation.models.JobStatus",
         # A project's default language and a job's language: one list (CONTENT_LANGUAGES below).
         "ContentLanguageEnum": "config.settings.base.CONTENT_LANGUAGES",
     },
@@ -299,6 +302,9 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+#: Where fine-tuned brand adapters (LoRA weights) are kept: a folder per project and version. On several
+#: machines this must be shared storage that every generation worker reads (a volume or a mounted bucket).
+BRAND_ADAPTER_ROOT = Path(env.str("BRAND_ADAPTER_ROOT", default=str(MEDIA_ROOT / "adapters")))
 
 # --- Security defaults (tightened further in production) -------------------------------------
 
@@ -344,6 +350,10 @@ LOOM_DEVICE = env.str("LOOM_DEVICE", default="auto")
 #: tensors of shared system prompts, computed once. SmolLM2-135M in float32 takes ~46 KB per token,
 #: so 256 MB holds ~5,600 prefix tokens (dozens of templates x brand voices); 0 turns it off.
 LOOM_PREFIX_CACHE_MB = env.int("LOOM_PREFIX_CACHE_MB", default=256, validate=lambda v: 0 <= v <= 65536)
+#: Brand adapters (LoRA) the in-process engine keeps loaded on its base model, least recently used out
+#: (workers.adapters). A rank-16 adapter of SmolLM2-135M on q/k/v/o is ~7 MB in float32 (1.8M
+#: parameters); one of Llama-3-8B on all seven projections ~84 MB in bfloat16: size it to the memory left.
+LOOM_MAX_ADAPTERS = env.int("LOOM_MAX_ADAPTERS", default=8, validate=lambda v: 1 <= v <= 1024)
 LOOM_DTYPE = env.str(
     "LOOM_DTYPE", default="auto", validate=lambda v: v in {"auto", "float32", "bfloat16", "float16"}
 )
@@ -452,6 +462,16 @@ RECOMMENDATION_SELECTION_BUDGET_S = env.float(
 #: Customers one personalized campaign may reach; each is one generation job.
 CAMPAIGN_MAX_CUSTOMERS = env.int("CAMPAIGN_MAX_CUSTOMERS", default=500)
 
+# --- Brand models (finetune/) ----------------------------------------------------------------------
+
+#: Attempts before a training run that keeps losing its worker is failed (each attempt resumes from its
+#: newest checkpoint, so a retry costs at most ``checkpoint_every_steps`` steps of work).
+TRAINING_MAX_ATTEMPTS = env.int("TRAINING_MAX_ATTEMPTS", default=3, validate=lambda v: v >= 1)
+#: A running training run's lease, renewed every third of it from a side thread (core.jobs.keep_alive).
+TRAINING_LEASE_S = env.int("TRAINING_LEASE_S", default=120, validate=lambda v: v > 0)
+#: A run still queued this long (or whose lease expired) is enqueued again by the reconciler.
+TRAINING_REQUEUE_AFTER_S = env.int("TRAINING_REQUEUE_AFTER_S", default=300, validate=lambda v: v > 0)
+
 # --- Knowledge (knowledge/) ------------------------------------------------------------------------
 
 #: Largest file a knowledge upload takes (the dashboard's form and the API): a 10 MB PDF of prose is ~1 M characters.
@@ -472,3 +492,13 @@ KNOWLEDGE_TOKEN_BUDGET = env.int("KNOWLEDGE_TOKEN_BUDGET", default=400, validate
 #: stop rule. Each review is a count per arm and 100k posterior draws (~30 ms); a minute keeps the
 #: shares current at any traffic a 2-core server handles without reweighting per request.
 EXPERIMENTS_REVIEW_EVERY_S = env.float("EXPERIMENTS_REVIEW_EVERY_S", default=60.0, validate=lambda v: v > 0)
+#: Brand fit gains an outcome component (``generation.outcomes``) once a project has this many concluded
+#: experiments: below it a fit to a handful of arms says more about chance than about the copy.
+OUTCOME_CALIBRATION_MIN_EXPERIMENTS = env.int(
+    "OUTCOME_CALIBRATION_MIN_EXPERIMENTS", default=3, validate=lambda v: v >= 1
+)
+#: Its weight in the blended brand fit (the voice's similarity keeps the rest): a quarter, so measured
+#: outcomes move a score by at most 0.25 and never outvote the brand voice on their own.
+OUTCOME_CALIBRATION_WEIGHT = env.float(
+    "OUTCOME_CALIBRATION_WEIGHT", default=0.25, validate=lambda v: 0.0 <= v <= 1.0
+)

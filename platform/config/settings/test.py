@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 from config.env import env
 from config.settings.base import *  # noqa: F403
@@ -31,3 +33,8 @@ BILLING_DEFAULT_PLAN = "enterprise"
 GENERATION_STREAM_MAX_S = env.float("GENERATION_STREAM_MAX_S", default=1.0)
 # Never Stripe from a developer's environment: Stripe tests set keys and a local stand-in server.
 STRIPE_SECRET_KEY = STRIPE_WEBHOOK_SECRET = STRIPE_API_BASE = ""
+# Brand adapters written by tests (factories, fake training runs) go to a folder of this run, never var/media;
+# BRAND_ADAPTER_ROOT in the environment wins (the worker subprocesses of reliability tests share the parent's).
+BRAND_ADAPTER_ROOT = Path(
+    env.str("BRAND_ADAPTER_ROOT", default=os.path.join(tempfile.gettempdir(), f"loom-test-adapters-{os.getpid()}"))
+)

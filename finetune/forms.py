@@ -1,0 +1,50 @@
+"""The dashboard's start form: the defaults, with the few knobs an expert may change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from finetune.training import TrainConfig
+
+_DEFAULTS = TrainConfig()
+
+
+def _default(value: Any) -> forms.NumberInput:
+    # The default shows as the placeholder: an empty field keeps it.
+    return forms.NumberInput(attrs={"placeholder": value, "step": "any"})
+
+
+class StartRunForm(forms.Form):
+    epochs = forms.IntegerField(
+        label=_("Epochs"),
+        min_value=1,
+        max_value=50,
+        required=False,
+        widget=_default(_DEFAULTS.epochs),
+        help_text=_("Passes over the training examples."),
+    )
+    learning_rate = forms.FloatField(
+        label=_("Learning rate"),
+        min_value=1e-7,
+        max_value=0.1,
+        required=False,
+        widget=_default(_DEFAULTS.learning_rate),
+    )
+    rank = forms.IntegerField(
+        label=_("LoRA rank"),
+        min_value=1,
+        max_value=256,
+        required=False,
+        widget=_default(_DEFAULTS.rank),
+        help_text=_("The adapter's size: higher learns more and needs more data."),
+    )
+    alpha = forms.IntegerField(
+        label=_("LoRA alpha"), min_value=1, max_value=1024, required=False, widget=_default(_DEFAULTS.alpha)
+    )
+
+    def config(self) -> dict[str, Any]:
+        """Only the knobs set: the rest are the defaults (``TrainConfig.from_dict``)."""
+        return {key: value for key, value in self.cleaned_data.items() if value is not None}
