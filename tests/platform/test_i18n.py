@@ -29,7 +29,8 @@ pytestmark = pytest.mark.django_db
 CATALOGUE = REPO_ROOT / "locale" / "zh_Hans" / "LC_MESSAGES"
 #: What extracting strings reads (the same as the README's makemessages command, less the folders it ignores).
 SOURCES = [
-    "platform", "generation", "recommendations", "billing", "workers", "knowledge", "experiments", "finetune", "templates",
+    "platform", "generation", "recommendations", "billing", "workers", "knowledge", "experiments", "finetune",
+    "templates",
 ]
 _PLACEHOLDER = re.compile(r"%\((\w+)\)[sdr]|\{(\w+)\}")
 #: Names, codes and examples that stay in Latin letters in Chinese copy; any other Latin word in a

@@ -138,7 +138,7 @@ def test_a_heartbeat_without_readiness_from_an_earlier_release_counts_as_ready(c
 def test_ready_queues_default_to_every_queue_the_procfile_starts(settings):
     procfile = (REPO_ROOT / "Procfile").read_text()
     started = {queue for arg in re.findall(r"--queues (\S+)", procfile) for queue in arg.split(",")}
-    assert started == {"generation", "recommendation", "default"}
+    assert started == {"generation", "recommendation", "training", "default"}
     assert sorted(settings.READY_QUEUES) == sorted(started)
 
 

@@ -268,8 +268,10 @@ WORKER_HEARTBEAT_INTERVAL_S = 10
 WORKER_HEARTBEAT_TTL_S = 30
 #: Queues /readyz waits for: each needs a live worker that can run its tasks (generation: model
 #: loaded). Default: every queue the Procfile's workers consume; empty checks only database and Redis.
-READY_QUEUES = [q.strip() for q in env.list("READY_QUEUES", default=["generation", "recommendation", "default"])]
-if unknown_queues := sorted(set(READY_QUEUES) - {"generation", "recommendation", "default"}):
+READY_QUEUES = [
+    q.strip() for q in env.list("READY_QUEUES", default=["generation", "recommendation", "training", "default"])
+]
+if unknown_queues := sorted(set(READY_QUEUES) - {"generation", "recommendation", "training", "default"}):
     raise ValueError(f"READY_QUEUES names unknown queues: {', '.join(unknown_queues)}")
 
 # --- i18n, static ---------------------------------------------------------------------------
