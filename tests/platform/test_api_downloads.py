@@ -41,6 +41,7 @@ def test_the_downloads_are_found_in_the_schema():
         "project-content-export-jsonl": "application/jsonl",
         "bulk-batch-results-csv": "text/csv",
         "campaign-results-csv": "text/csv",
+        "brand-model-export": "application/zip",
     }
 
 
