@@ -371,7 +371,8 @@ def test_vllm_serves_a_mounted_model_on_reserved_gpus_as_the_gpu_profiles_defaul
     assert "${VLLM_TENSOR_PARALLEL_SIZE" in option(vllm["command"], "--tensor-parallel-size")
     # the model is a read-only mount of a host folder: nothing is downloaded
     mounts = [interpolate(volume, variables).split(":") for volume in vllm["volumes"]]
-    assert [target for _, target, mode in mounts if mode == "ro"] == [option(argv, "--model")]
+    # the model, and the brand adapters' volume at the path workers name in load_lora_adapter
+    assert [target for _, target, mode in mounts if mode == "ro"][0] == option(argv, "--model")
     assert environment(vllm).get("HF_HUB_OFFLINE") == "1"
     devices = vllm["deploy"]["resources"]["reservations"]["devices"]
     assert [(d["driver"], d["capabilities"]) for d in devices] == [("nvidia", ["gpu"])]
