@@ -54,6 +54,12 @@ def perplexity(model: Any, tokenizer: Any, examples: list[Example], *, max_lengt
     return math.exp(total / count) if count else float("nan")
 
 
+#: Greedy decoding of a 135M model falls into loops ("... and more. And more. And more."), for the base
+#: and the adapter alike, which then fail on length and say nothing about the voice; a mild penalty
+#: (HF's CTRL-style repetition penalty) keeps the comparison about wording. Both sides get the same one.
+REPETITION_PENALTY = 1.15
+
+
 def generate(model: Any, tokenizer: Any, examples: list[Example], *, max_new_tokens: int,
              batch_size: int = 8) -> list[tuple[str, str]]:
     """(text, finish reason "stop" or "length") per example's brief, greedy."""
@@ -77,7 +83,8 @@ def generate(model: Any, tokenizer: Any, examples: list[Example], *, max_new_tok
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
         with torch.no_grad():
             out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=pad_id, eos_token_id=list(eos_ids))
+                                 do_sample=False, repetition_penalty=REPETITION_PENALTY,
+                                 pad_token_id=pad_id, eos_token_id=list(eos_ids))
         for row in out[:, width:].tolist():
             ended = next((i for i, token in enumerate(row) if token in eos_ids), None)
             tokens = row if ended is None else row[:ended]

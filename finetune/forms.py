@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from finetune.training import TrainConfig
+from finetune.training import FLOAT_KNOBS, INT_KNOBS, TrainConfig
 
 _DEFAULTS = TrainConfig()
 
@@ -20,29 +20,33 @@ def _default(value: Any) -> forms.NumberInput:
 class StartRunForm(forms.Form):
     epochs = forms.IntegerField(
         label=_("Epochs"),
-        min_value=1,
-        max_value=50,
+        min_value=INT_KNOBS["epochs"][0],
+        max_value=INT_KNOBS["epochs"][1],
         required=False,
         widget=_default(_DEFAULTS.epochs),
         help_text=_("Passes over the training examples."),
     )
     learning_rate = forms.FloatField(
         label=_("Learning rate"),
-        min_value=1e-7,
-        max_value=0.1,
+        min_value=FLOAT_KNOBS["learning_rate"][0],
+        max_value=FLOAT_KNOBS["learning_rate"][1],
         required=False,
         widget=_default(_DEFAULTS.learning_rate),
     )
     rank = forms.IntegerField(
         label=_("LoRA rank"),
-        min_value=1,
-        max_value=256,
+        min_value=INT_KNOBS["rank"][0],
+        max_value=INT_KNOBS["rank"][1],
         required=False,
         widget=_default(_DEFAULTS.rank),
         help_text=_("The adapter's size: higher learns more and needs more data."),
     )
     alpha = forms.IntegerField(
-        label=_("LoRA alpha"), min_value=1, max_value=1024, required=False, widget=_default(_DEFAULTS.alpha)
+        label=_("LoRA alpha"),
+        min_value=INT_KNOBS["alpha"][0],
+        max_value=INT_KNOBS["alpha"][1],
+        required=False,
+        widget=_default(_DEFAULTS.alpha),
     )
 
     def config(self) -> dict[str, Any]:

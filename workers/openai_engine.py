@@ -45,13 +45,14 @@ import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx2
 import openai
 from django.conf import settings
 
-from workers import grammar
+from workers import grammar, zero_adapter
 from workers.contract import AdapterRef, Backend, FinishReason, GenerationRequest, GenerationResult, OutputConstraint
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,9 @@ _WATCHDOG_POLL_S = 0.25
 _PROMPT_COUNT_CACHE = 256
 #: Characters per token of the estimate when the server neither reports usage nor tokenizes.
 _CHARS_PER_TOKEN = 4
+#: While no adapter is known, how often a base request asks the server whether it holds one
+#: (``LOOM_VLLM_ZERO_ADAPTER_FOR_BASE``).
+_ZERO_PROBE_S = 2.0
 
 
 class OpenAIEngineError(RuntimeError):
@@ -152,6 +156,7 @@ class OpenAIEngine:
         retry_s: float | None = None,
         read_timeout_s: float | None = None,
         flavor: str | None = None,
+        zero_adapter_for_base: bool | None = None,
     ) -> None:
         if backend.kind != "openai" or not backend.base_url:
             raise ValueError(f"OpenAIEngine needs an openai backend with a base URL, not {backend!r}")
@@ -177,6 +182,12 @@ class OpenAIEngine:
         self._prompt_counts: OrderedDict[str, int] = OrderedDict()
         self._counts_lock = threading.Lock()
         self._adapter_lock = threading.Lock()  # one registration of an adapter at a time
+        # vLLM-CPU's mixed LoRA batches (workers/zero_adapter.py): base requests name a zero adapter.
+        self._zero_for_base = (
+            settings.LOOM_VLLM_ZERO_ADAPTER_FOR_BASE if zero_adapter_for_base is None else zero_adapter_for_base
+        )
+        self._zero: AdapterRef | None = None
+        self._zero_probed = float("-inf")
         self._pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="openai-generation")
         self._calls: set[_Call] = set()
         self._calls_lock = threading.Lock()
@@ -263,8 +274,9 @@ class OpenAIEngine:
         self._detect()
         model = self._model or self.backend.model
         extra_body: dict[str, Any] = {}
-        if request.adapter is not None:  # before anything reaches a server that cannot serve it
-            model, extra_body = self._with_adapter(request.adapter, model, extra_body)
+        adapter = self._serving_adapter(request.adapter)
+        if adapter is not None:  # before anything reaches a server that cannot serve it
+            model, extra_body = self._with_adapter(adapter, model, extra_body)
         if self._flavor == "llamacpp":
             # Its Python server sends no usage and serves one request at a time, tokenizing included:
             # counted now, the count waits in the queue just ahead of this request instead of behind
@@ -286,10 +298,10 @@ class OpenAIEngine:
         try:
             stream = create()
         except (openai.NotFoundError, openai.BadRequestError) as exc:
-            if request.adapter is None or not _unknown_adapter(exc, request.adapter):
+            if adapter is None or not _unknown_adapter(exc, adapter):
                 raise
             # A new adapter, or the server restarted and forgot it: register it, then ask once more.
-            self._load_adapter(request.adapter)
+            self._load_adapter(adapter)
             stream = create()
         finish: str | None = None
         try:
@@ -408,6 +420,52 @@ class OpenAIEngine:
             f"{self.backend.model or self.base_url} is served by a {flavor} server, which cannot serve brand "
             f"adapters (LoRA); serve it with vLLM or SGLang (--enable-lora), or run the job on the base model"
         )
+
+    def _serving_adapter(self, adapter: AdapterRef | None) -> AdapterRef | None:
+        """The adapter a request is sent with: its own; for a base request, where configured, a zero twin.
+
+        ``LOOM_VLLM_ZERO_ADAPTER_FOR_BASE`` (for vLLM's CPU build, see ``workers.zero_adapter``): once the
+        server may hold an adapter (this engine sent one, or ``GET /models`` lists one, asked at most
+        every ``_ZERO_PROBE_S`` while none is known), base requests name the zero twin of one. Until
+        then nothing can be mixed in a batch and base requests go as they are. Another worker's first
+        adapter can race a base request sent within that probe interval; after it, none can.
+        """
+        if not self._zero_for_base or self.flavor != "vllm":
+            return adapter
+        if adapter is not None:
+            if self._zero is None:
+                self._make_zero(adapter.path)
+            return adapter
+        if self._zero is None and time.monotonic() - self._zero_probed >= _ZERO_PROBE_S:
+            self._zero_probed = time.monotonic()
+            for name, path in self._served_adapters():
+                if name.startswith(zero_adapter.NAME_PREFIX):  # another worker's twin: the server has it
+                    self._zero = AdapterRef(name=name, path=path)
+                if self._zero is not None or self._make_zero(path):
+                    break
+        return self._zero
+
+    def _make_zero(self, adapter_path: str) -> bool:
+        try:
+            self._zero = zero_adapter.zero_twin(adapter_path, Path(settings.BRAND_ADAPTER_ROOT) / "_zero")
+        except (OSError, ValueError, KeyError) as exc:
+            logger.warning("no zero adapter from %s (base requests may mix with adapters): %s", adapter_path, exc)
+            return False
+        return True
+
+    def _served_adapters(self) -> list[tuple[str, str]]:
+        """(name, path) of the adapters the server has loaded that this machine can read."""
+        try:
+            payload = self.client.models.list(timeout=settings.LOOM_OPENAI_CONNECT_TIMEOUT_S).model_dump()
+        except openai.OpenAIError as exc:
+            logger.info("cannot list the adapters of %s: %s", self.base_url, exc)
+            return []
+        served = []
+        for entry in payload.get("data") or []:
+            name, root = str(entry.get("id") or ""), str(entry.get("root") or "")
+            if name != self._model and root and (Path(root) / zero_adapter.CONFIG).is_file():
+                served.append((name, root))
+        return served
 
     def _load_adapter(self, adapter: AdapterRef) -> None:
         """Register ``adapter`` with the server under its name (``POST /load_lora_adapter``)."""

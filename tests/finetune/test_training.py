@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from finetune.forms import StartRunForm
 from finetune.training import (
+    FLOAT_KNOBS,
+    INT_KNOBS,
     MIN_TRAINING_EXAMPLES,
     Canceled,
     Example,
@@ -144,6 +147,20 @@ def test_good_training_settings_override_the_defaults():
     assert (config.rank, config.learning_rate, config.target_modules) == (8, 0.0005, ("q_proj", "v_proj"))
     assert config.epochs == TrainConfig().epochs
     assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("knob", ["epochs", "learning_rate", "rank", "alpha"])
+def test_the_dashboard_form_accepts_and_refuses_what_the_training_config_does(knob):
+    low, high = {**INT_KNOBS, **FLOAT_KNOBS}[knob]
+    below, above = (low - 1, high + 1) if knob in INT_KNOBS else (low / 10, high * 2)
+    for value in (low, high):
+        form = StartRunForm(data={knob: value})
+        assert form.is_valid(), form.errors
+        assert getattr(TrainConfig.from_dict(form.config()), knob) == value
+    for value in (below, above):
+        assert not StartRunForm(data={knob: value}).is_valid()
+        with pytest.raises(ValueError, match=knob):
+            TrainConfig.from_dict({knob: value})
 
 
 def test_too_little_data_says_how_many_more_examples_are_needed(tmp_path):

@@ -372,7 +372,7 @@ def test_vllm_serves_a_mounted_model_on_reserved_gpus_as_the_gpu_profiles_defaul
     # the model is a read-only mount of a host folder: nothing is downloaded
     mounts = [interpolate(volume, variables).split(":") for volume in vllm["volumes"]]
     # the model, and the brand adapters' volume at the path workers name in load_lora_adapter
-    assert [target for _, target, mode in mounts if mode == "ro"][0] == option(argv, "--model")
+    assert next(target for _, target, mode in mounts if mode == "ro") == option(argv, "--model")
     assert environment(vllm).get("HF_HUB_OFFLINE") == "1"
     devices = vllm["deploy"]["resources"]["reservations"]["devices"]
     assert [(d["driver"], d["capabilities"]) for d in devices] == [("nvidia", ["gpu"])]

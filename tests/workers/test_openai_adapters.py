@@ -10,11 +10,15 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import numpy as np
 import pytest
+from safetensors.numpy import load_file, save_file
 
 from workers.contract import AdapterRef, Backend, GenerationRequest
 from workers.openai_engine import OpenAIEngine, OpenAIEngineError
+from workers.zero_adapter import zero_twin
 
 ADAPTER = AdapterRef(name="brand-abc-v2", path="/adapters/abc/v2")
 
@@ -23,7 +27,7 @@ class FakeServer(ThreadingHTTPServer):
     def __init__(self, flavor: str, *, can_load: bool = True) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.flavor, self.can_load = flavor, can_load
-        self.loaded: set[str] = set()
+        self.loaded: dict[str, str] = {}  # name -> path, as vLLM lists them (``root``)
         self.loads: list[tuple[str, dict]] = []
         self.completions: list[dict] = []
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -48,8 +52,9 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:
-        models = ["base", *sorted(self.server.loaded)]
-        self._json(200, {"object": "list", "data": [{"id": m, "owned_by": self.server.flavor} for m in models]})
+        models = [("base", "/models/base"), *sorted(self.server.loaded.items())]
+        data = [{"id": m, "root": root, "owned_by": self.server.flavor} for m, root in models]
+        self._json(200, {"object": "list", "data": data})
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
@@ -57,7 +62,7 @@ class Handler(BaseHTTPRequestHandler):
             self.server.loads.append((self.path, body))
             if not self.server.can_load:
                 return self._json(404, {"detail": "Not Found"})
-            self.server.loaded.add(body["lora_name"])
+            self.server.loaded[body["lora_name"]] = body["lora_path"]
             return self._json(200, {"message": "Success"})
         if not self.path.endswith("/chat/completions"):
             return self._json(200, {"count": 5})
@@ -87,10 +92,12 @@ class Handler(BaseHTTPRequestHandler):
 def serve():
     servers: list[FakeServer] = []
 
-    def make(flavor: str, **kwargs) -> tuple[FakeServer, OpenAIEngine]:
-        server = FakeServer(flavor, **kwargs)
-        servers.append(server)
-        return server, OpenAIEngine(Backend(kind="openai", model="base", base_url=server.base_url), retry_s=0)
+    def make(flavor: str, server: FakeServer | None = None, **kwargs) -> tuple[FakeServer, OpenAIEngine]:
+        if server is None:
+            server = FakeServer(flavor, can_load=kwargs.pop("can_load", True))
+            servers.append(server)
+        backend = Backend(kind="openai", model="base", base_url=server.base_url)
+        return server, OpenAIEngine(backend, retry_s=0, **kwargs)
 
     yield make
     for server in servers:
@@ -130,3 +137,66 @@ def test_a_server_without_adapter_support_fails_instead_of_running_the_base_mode
     with pytest.raises(OpenAIEngineError, match="cannot serve brand adapters"):
         engine.generate([_request()])
     assert server.completions == []  # nothing ran on the base model
+
+
+def _adapter_folder(folder: Path, *, rank: int = 4, seed: int = 0) -> AdapterRef:
+    """A peft-shaped adapter (two LoRA matrices of one projection, non-zero) written without torch."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    save_file(
+        {
+            "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": rng.random((rank, 64), np.float32) + 1,
+            "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": rng.random((64, rank), np.float32) + 1,
+        },
+        str(folder / "adapter_model.safetensors"),
+        metadata={"format": "pt"},
+    )
+    config = {"peft_type": "LORA", "r": rank, "lora_alpha": 2 * rank, "target_modules": ["q_proj"]}
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    return AdapterRef(name=f"brand-{folder.name}-v1", path=str(folder))
+
+
+def test_a_zero_twin_has_the_adapters_shapes_and_only_zeros_and_is_written_once(tmp_path):
+    adapter = _adapter_folder(tmp_path / "a")
+    twin = zero_twin(adapter.path, tmp_path / "zero")
+    original = load_file(f"{adapter.path}/adapter_model.safetensors")
+    zeros = load_file(f"{twin.path}/adapter_model.safetensors")
+    assert {k: (v.shape, v.dtype) for k, v in zeros.items()} == {k: (v.shape, v.dtype) for k, v in original.items()}
+    assert all(not v.any() for v in zeros.values()) and all(v.all() for v in original.values())
+    assert json.loads(Path(twin.path, "adapter_config.json").read_text())["r"] == 4
+    assert twin.name.startswith("loom-zero-")
+    # the same shapes and config (another version, other weights) share it; another rank does not
+    assert zero_twin(_adapter_folder(tmp_path / "b", seed=1).path, tmp_path / "zero") == twin
+    other = zero_twin(_adapter_folder(tmp_path / "c", rank=8).path, tmp_path / "zero")
+    assert other != twin
+    # no staging folders left behind
+    assert {p.name for p in (tmp_path / "zero").iterdir()} == {Path(twin.path).name, Path(other.path).name}
+
+
+def test_with_zero_adapters_on_base_requests_name_the_twin_once_an_adapter_is_about(serve, settings, tmp_path):
+    settings.BRAND_ADAPTER_ROOT = tmp_path / "adapters"
+    adapter = _adapter_folder(tmp_path / "adapters" / "p1" / "v1")
+    server, engine = serve("vllm", zero_adapter_for_base=True)
+    # given: nothing but the base model on the server: base requests go as they are
+    assert engine.generate([_request(adapter=None)])[0].text == "served by base"
+    # when: an adapter's request has been served
+    engine.generate([_request(adapter=adapter)])
+    with_adapter, base = engine.generate([_request(adapter=adapter), _request(adapter=None)])
+    # then: base requests name the adapter's zero twin, registered once, and the adapter keeps its own
+    assert with_adapter.text == f"served by {adapter.name}"
+    assert base.text.startswith("served by loom-zero-")
+    twin = base.text.removeprefix("served by ")
+    assert [body["lora_name"] for _, body in server.loads] == [adapter.name, twin]
+    assert Path(server.loaded[twin]).parent == settings.BRAND_ADAPTER_ROOT / "_zero"
+    # and another worker's engine finds the adapters the server lists before its first base request
+    _, other = serve("vllm", server=server, zero_adapter_for_base=True)
+    assert other.generate([_request(adapter=None)])[0].text == f"served by {twin}"
+
+
+def test_without_zero_adapters_base_requests_stay_on_the_base_model(serve, settings, tmp_path):
+    settings.BRAND_ADAPTER_ROOT = tmp_path / "adapters"
+    adapter = _adapter_folder(tmp_path / "adapters" / "p1" / "v1")
+    _, engine = serve("vllm")  # the default: LOOM_VLLM_ZERO_ADAPTER_FOR_BASE off
+    engine.generate([_request(adapter=adapter)])
+    assert engine.generate([_request(adapter=None)])[0].text == "served by base"
+    assert not (tmp_path / "adapters" / "_zero").exists()

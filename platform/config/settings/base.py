@@ -383,6 +383,10 @@ LOOM_OPENAI_READ_TIMEOUT_S = env.float("LOOM_OPENAI_READ_TIMEOUT_S", default=300
 LOOM_OPENAI_FLAVOR = env.str(
     "LOOM_OPENAI_FLAVOR", default="", validate=lambda v: v in {"", "vllm", "sglang", "llamacpp", "generic"}
 )
+#: Base requests to a vLLM server name a zero LoRA adapter once the server may hold brand adapters
+#: (workers/zero_adapter.py): vLLM's CPU build (0.32) gives base rows in a batch mixed with adapters
+#: the last adapter slot's output. Turn on for vLLM-CPU; its GPU kernels need nothing of the kind.
+LOOM_VLLM_ZERO_ADAPTER_FOR_BASE = env.bool("LOOM_VLLM_ZERO_ADAPTER_FOR_BASE", default=False)
 #: Seconds a serving model's reachability (generation.registry, shown by /readyz, the API and the
 #: dashboard) is reused before it is probed again, in the background.
 MODEL_PROBE_CACHE_S = env.int("MODEL_PROBE_CACHE_S", default=10, validate=lambda v: 1 <= v <= 3600)
