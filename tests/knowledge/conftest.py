@@ -3,14 +3,32 @@ a test needs, embedded with the bundled MiniLM (loaded once per process)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
 
 import pytest
 
-from knowledge import dispatch, services, tasks
+from knowledge import dispatch, services, tasks, vectors
 from knowledge.models import KnowledgeSource
+
+
+def require_pgvector() -> None:
+    """Skip where this Postgres has no ``vector`` extension; fail instead under ``LOOM_REQUIRE_PGVECTOR``.
+
+    ``bin/test`` reruns the ``pgvector`` tests on the embedded Postgres (the newcomer's default, whose
+    wheel ships the extension) with that variable set when the configured server cannot create it.
+    """
+    if vectors.extension_installed():
+        return
+    message = (
+        "this Postgres has no 'vector' extension (Debian: postgresql-15-pgvector); bin/test reruns these "
+        "tests on the embedded Postgres, which has it"
+    )
+    if os.environ.get("LOOM_REQUIRE_PGVECTOR"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @pytest.fixture

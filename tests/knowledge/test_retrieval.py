@@ -12,7 +12,7 @@ from generation.execution import run_job
 from generation.models import GenerationJob, JobStatus
 from knowledge import retrieval, services, vectors
 from knowledge.models import SourceKind
-from tests.knowledge.conftest import run_sent
+from tests.knowledge.conftest import require_pgvector, run_sent
 from workers.stub import StubEngine
 
 pytestmark = pytest.mark.django_db
@@ -25,11 +25,11 @@ FACTS = {
 }
 
 
-@pytest.fixture(params=["numpy", "pgvector"])
+@pytest.fixture(params=["numpy", pytest.param("pgvector", marks=pytest.mark.pgvector)])
 def vector_search(request, settings):
     """Every ranking test runs on both paths; the pgvector one where this Postgres has the extension."""
-    if request.param == "pgvector" and not vectors.extension_installed():
-        pytest.skip("this Postgres has no 'vector' extension (Debian: postgresql-15-pgvector)")
+    if request.param == "pgvector":
+        require_pgvector()
     settings.KNOWLEDGE_VECTOR_SEARCH = request.param
     return request.param
 
@@ -56,9 +56,9 @@ def test_the_relevant_fact_ranks_first(cast, knowledge, vector_search):
         assert chunks[0].source == name.capitalize() and 0 < chunks[0].score <= 1
 
 
+@pytest.mark.pgvector
 def test_both_vector_paths_rank_alike(cast, knowledge, settings):
-    if not vectors.extension_installed():
-        pytest.skip("this Postgres has no 'vector' extension (Debian: postgresql-15-pgvector)")
+    require_pgvector()
     query = "hiking gear that weighs little"
     settings.KNOWLEDGE_VECTOR_SEARCH = "numpy"
     by_numpy = retrieval.retrieve(cast.project, query, k=4, token_budget=10_000)

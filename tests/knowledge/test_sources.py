@@ -8,10 +8,10 @@ import pytest
 from django.db import connection
 
 from generation import services as generation
-from knowledge import dispatch, embedding, services, tasks, vectors
+from knowledge import dispatch, embedding, services, tasks
 from knowledge.models import Chunk, KnowledgeSource, SourceKind, SourceStatus
 from recommendations import importing
-from tests.knowledge.conftest import run_sent
+from tests.knowledge.conftest import require_pgvector, run_sent
 
 pytestmark = pytest.mark.django_db
 
@@ -122,9 +122,9 @@ def test_brand_voice_examples_are_synced_as_sources(cast, sent_tasks, django_cap
     assert sent_tasks == []  # the example that stayed is not embedded again
 
 
+@pytest.mark.pgvector
 def test_pgvector_rows_follow_their_chunks(cast, add_text, settings):
-    if not vectors.extension_installed():
-        pytest.skip("this Postgres has no 'vector' extension (Debian: postgresql-15-pgvector)")
+    require_pgvector()
     settings.KNOWLEDGE_VECTOR_SEARCH = "auto"
     source = add_text(cast.project, "Vector facts.")
 
