@@ -40,6 +40,7 @@ Evaluation against the base model: finetune/evaluation.py (``evaluate``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -259,6 +260,10 @@ def load_base(base_model_source: Any = None) -> Any:
         default = runtime.ModelSpec.from_settings()
         spec = runtime.ModelSpec(model=str(base_model_source), gguf_file=None if str(base_model_source) !=
                                  default.model else default.gguf_file, device=default.device, dtype=default.dtype)
+    if spec.dtype == "auto" and runtime.resolve_device(spec.device).type == "cpu":
+        # Serving may pick bfloat16 on this CPU (runtime.resolve_dtype); training and its evaluation stay
+        # in float32 here, the precision bench.finetune's figures were measured in.
+        spec = dataclasses.replace(spec, dtype="float32")
     # runtime.load caches the GGUF conversion under var/models and returns a fresh model each call.
     return runtime.load(spec)
 
