@@ -8,6 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from finetune.models import TrainingRun
+from finetune.training import FLOAT_KNOBS, INT_KNOBS, KNOWN_TARGET_MODULES, OPTIONAL_INT_KNOBS
 from generation.models import BrandAdapter
 
 
@@ -32,11 +33,35 @@ class TrainingDataSerializer(serializers.Serializer):  # type: ignore[type-arg]
     examples = ExampleSerializer(many=True, help_text="A few training examples, as the model sees them.")
 
 
+def _config_schema() -> dict[str, Any]:
+    """The knobs ``TrainConfig.from_dict`` accepts, with its bounds: the schema states what the API refuses."""
+    properties: dict[str, Any] = {
+        name: {"type": "integer", "minimum": low, "maximum": high} for name, (low, high) in INT_KNOBS.items()
+    }
+    properties.update(
+        {name: {"type": "number", "minimum": low, "maximum": high} for name, (low, high) in FLOAT_KNOBS.items()}
+    )
+    properties.update({
+        name: {"type": "integer", "minimum": low, "maximum": high, "nullable": True}
+        for name, (low, high) in OPTIONAL_INT_KNOBS.items()
+    })
+    properties["target_modules"] = {
+        "type": "array", "minItems": 1, "items": {"type": "string", "enum": sorted(KNOWN_TARGET_MODULES)},
+    }
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
+@extend_schema_field(_config_schema())
+class TrainConfigField(serializers.DictField):
+    """A dict checked by ``TrainConfig.from_dict`` in the service (400 ``invalid_config`` naming each bad knob)."""
+
+
 class TrainingRunCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    config = serializers.DictField(
+    config = TrainConfigField(
         required=False,
-        help_text="Expert knobs over the defaults: rank, alpha, dropout, target_modules, epochs, learning_rate, "
-        "batch_size, max_length, seed, checkpoint_every_steps, warmup_ratio, weight_decay.",
+        help_text="Expert knobs over the defaults (each optional): rank, alpha, dropout, target_modules, epochs, "
+        "learning_rate, batch_size, max_length, seed, checkpoint_every_steps, warmup_ratio, weight_decay, "
+        "top_layers (adapt only the top N blocks; null: all), max_steps (null: all epochs).",
     )
 
 

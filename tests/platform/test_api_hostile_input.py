@@ -108,6 +108,7 @@ UNPARSEABLE = {"nested-100k", "nested-500-in-field", "nan", "huge-int-literal", 
 BODY_IGNORED = {
     "member-leave", "member-transfer-ownership", "job-cancel", "variant-regenerate",
     "experiment-start", "experiment-stop", "experiment-conclude",
+    "project-brand-model-brand-models-rollback", "project-brand-model-brand-models-deactivate", "training-run-cancel",
 }
 
 #: What can sit where an id belongs; none of it names an object.

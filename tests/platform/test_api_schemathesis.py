@@ -81,6 +81,8 @@ RULES_BEYOND_THE_SCHEMA = {
     "file_or_text",
     # what a file holds (its type by name and content, 415) is read from the file, not from the schema
     "unsupported_file",
+    # a training run needs enough distinct examples in the project's data (approved copy, brand examples)
+    "too_little_data",
 }
 
 

@@ -109,7 +109,7 @@ def test_celery_is_configured_for_reliable_delivery():
     assert conf.task_acks_late is True
     assert conf.task_reject_on_worker_lost is True
     assert conf.worker_prefetch_multiplier == 1
-    assert {q.name for q in conf.task_queues} == {"generation", "recommendation", "default"}
+    assert {q.name for q in conf.task_queues} == {"generation", "recommendation", "training", "default"}
     assert conf.task_time_limit < conf.broker_transport_options["visibility_timeout"]
 
 
