@@ -188,6 +188,7 @@ class OpenAIEngine:
         )
         self._zero: AdapterRef | None = None
         self._zero_probed = float("-inf")
+        self._zero_failed: set[str] = set()  # adapter folders no twin could be made from: tried once
         self._pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="openai-generation")
         self._calls: set[_Call] = set()
         self._calls_lock = threading.Lock()
@@ -446,9 +447,12 @@ class OpenAIEngine:
         return self._zero
 
     def _make_zero(self, adapter_path: str) -> bool:
+        if adapter_path in self._zero_failed:
+            return False
         try:
             self._zero = zero_adapter.zero_twin(adapter_path, Path(settings.BRAND_ADAPTER_ROOT) / "_zero")
         except (OSError, ValueError, KeyError) as exc:
+            self._zero_failed.add(adapter_path)
             logger.warning("no zero adapter from %s (base requests may mix with adapters): %s", adapter_path, exc)
             return False
         return True

@@ -200,3 +200,16 @@ def test_without_zero_adapters_base_requests_stay_on_the_base_model(serve, setti
     engine.generate([_request(adapter=adapter)])
     assert engine.generate([_request(adapter=None)])[0].text == "served by base"
     assert not (tmp_path / "adapters" / "_zero").exists()
+
+
+def test_a_zero_twin_that_cannot_be_written_leaves_base_requests_as_they_were_and_is_tried_once(
+    serve, settings, tmp_path, caplog
+):
+    (tmp_path / "not-a-folder").write_text("")
+    settings.BRAND_ADAPTER_ROOT = tmp_path / "not-a-folder"  # nothing can be written under it
+    adapter = _adapter_folder(tmp_path / "p1" / "v1")
+    _, engine = serve("vllm", zero_adapter_for_base=True)
+    for _ in range(3):
+        engine.generate([_request(adapter=adapter)])
+    assert engine.generate([_request(adapter=None)])[0].text == "served by base"
+    assert sum("no zero adapter" in record.getMessage() for record in caplog.records) == 1
