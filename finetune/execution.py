@@ -28,9 +28,9 @@ from django.utils import timezone
 
 from core.jobs import with_db_retry
 from finetune import dataset, lifecycle, metering, storage, training
-from finetune.models import RunStatus, TrainingRun
+from finetune.models import TrainingRun
 from finetune.training import Example
-from generation.models import BrandAdapter, BrandVoice
+from generation.models import BrandAdapter, BrandVoice, JobStatus
 from projects.models import Project
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def run_training(run_id: Any) -> TrainingRun | None:
         logger.exception("training run %s failed", run.pk)
         reason = f"Training failed: {type(exc).__name__}: {exc}"
     failed = with_db_retry(lifecycle.runs.fail_unless_final, run.pk, reason)
-    if failed.status == RunStatus.FAILED:
+    if failed.status == JobStatus.FAILED:
         storage.delete_run_files(failed)
     return failed
 
@@ -155,7 +155,7 @@ class ProgressWriter:
         earlier = TrainingRun.objects.filter(pk=self.run_id).values_list("progress", flat=True).first() or {}
         points = [p for p in earlier.get("points", []) if p[0] < self.points[0][0]] + self.points
         progress["points"] = points[-MAX_POINTS:]
-        TrainingRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(
+        TrainingRun.objects.filter(pk=self.run_id, status=JobStatus.RUNNING).update(
             progress=progress, updated_at=timezone.now()
         )
 
@@ -180,7 +180,7 @@ def finish_canceled(run_id: Any, reason: str) -> TrainingRun:
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().get(pk=run_id)
         if not run.is_final:
-            run.status = RunStatus.CANCELED
+            run.status = JobStatus.CANCELED
             run.failure_reason = reason[:2000]
             run.finished_at = timezone.now()
             run.lease_expires_at = None
@@ -237,7 +237,7 @@ def store(
         )
         locked.adapter = adapter
         locked.compute_seconds = Decimal(str(round(seconds, 3)))
-        locked.status = RunStatus.SUCCEEDED
+        locked.status = JobStatus.SUCCEEDED
         locked.failure_reason = ""
         locked.finished_at = now
         locked.lease_expires_at = None

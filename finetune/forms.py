@@ -12,42 +12,28 @@ from finetune.training import FLOAT_KNOBS, INT_KNOBS, TrainConfig
 _DEFAULTS = TrainConfig()
 
 
-def _default(value: Any) -> forms.NumberInput:
-    # The default shows as the placeholder: an empty field keeps it.
-    return forms.NumberInput(attrs={"placeholder": value, "step": "any"})
+def _knob(name: str, label: Any, help_text: Any = "") -> forms.Field:
+    """The field of one ``TrainConfig`` knob: the bounds ``from_dict`` checks, the default as placeholder
+    (an empty field keeps it)."""
+    if name in INT_KNOBS:
+        field, (low, high) = forms.IntegerField, INT_KNOBS[name]
+    else:
+        field, (low, high) = forms.FloatField, FLOAT_KNOBS[name]
+    return field(
+        label=label,
+        min_value=low,
+        max_value=high,
+        required=False,
+        widget=forms.NumberInput(attrs={"placeholder": getattr(_DEFAULTS, name), "step": "any"}),
+        help_text=help_text,
+    )
 
 
 class StartRunForm(forms.Form):
-    epochs = forms.IntegerField(
-        label=_("Epochs"),
-        min_value=INT_KNOBS["epochs"][0],
-        max_value=INT_KNOBS["epochs"][1],
-        required=False,
-        widget=_default(_DEFAULTS.epochs),
-        help_text=_("Passes over the training examples."),
-    )
-    learning_rate = forms.FloatField(
-        label=_("Learning rate"),
-        min_value=FLOAT_KNOBS["learning_rate"][0],
-        max_value=FLOAT_KNOBS["learning_rate"][1],
-        required=False,
-        widget=_default(_DEFAULTS.learning_rate),
-    )
-    rank = forms.IntegerField(
-        label=_("LoRA rank"),
-        min_value=INT_KNOBS["rank"][0],
-        max_value=INT_KNOBS["rank"][1],
-        required=False,
-        widget=_default(_DEFAULTS.rank),
-        help_text=_("The adapter's size: higher learns more and needs more data."),
-    )
-    alpha = forms.IntegerField(
-        label=_("LoRA alpha"),
-        min_value=INT_KNOBS["alpha"][0],
-        max_value=INT_KNOBS["alpha"][1],
-        required=False,
-        widget=_default(_DEFAULTS.alpha),
-    )
+    epochs = _knob("epochs", _("Epochs"), _("Passes over the training examples."))
+    learning_rate = _knob("learning_rate", _("Learning rate"))
+    rank = _knob("rank", _("LoRA rank"), _("The adapter's size: higher learns more and needs more data."))
+    alpha = _knob("alpha", _("LoRA alpha"))
 
     def config(self) -> dict[str, Any]:
         """Only the knobs set: the rest are the defaults (``TrainConfig.from_dict``)."""

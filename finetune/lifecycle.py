@@ -10,13 +10,14 @@ from django.utils import timezone
 
 from core.jobs import Lifecycle
 from finetune import dispatch
-from finetune.models import FINAL_RUN_STATUSES, RunStatus, TrainingRun
+from finetune.models import TrainingRun
+from generation.models import FINAL_STATUSES, JobStatus
 
 
 def _admit(run: TrainingRun, now: datetime) -> bool:
     if run.cancel_requested_at is None:
         return True
-    run.status = RunStatus.CANCELED
+    run.status = JobStatus.CANCELED
     run.failure_reason = "Canceled before it started."
     run.finished_at = timezone.now()
     run.lease_expires_at = None
@@ -27,10 +28,10 @@ def _admit(run: TrainingRun, now: datetime) -> bool:
 runs: Lifecycle[TrainingRun] = Lifecycle(
     model=TrainingRun,
     name="training",
-    queued=RunStatus.QUEUED,
-    running=RunStatus.RUNNING,
-    failed=RunStatus.FAILED,
-    final=frozenset(FINAL_RUN_STATUSES),
+    queued=JobStatus.QUEUED,
+    running=JobStatus.RUNNING,
+    failed=JobStatus.FAILED,
+    final=frozenset(FINAL_STATUSES),
     max_attempts=lambda: settings.TRAINING_MAX_ATTEMPTS,
     lease_s=lambda: settings.TRAINING_LEASE_S,
     requeue_after_s=lambda: settings.TRAINING_REQUEUE_AFTER_S,

@@ -11,20 +11,9 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
-from django.utils.translation import gettext_lazy as _
 
 from core.models import LeasedJob
-
-
-class RunStatus(models.TextChoices):
-    QUEUED = "queued", _("Queued")
-    RUNNING = "running", _("Running")
-    SUCCEEDED = "succeeded", _("Succeeded")
-    FAILED = "failed", _("Failed")
-    CANCELED = "canceled", _("Canceled")
-
-
-FINAL_RUN_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED)
+from generation.models import FINAL_STATUSES, JobStatus
 
 
 class TrainingRun(LeasedJob):
@@ -37,7 +26,7 @@ class TrainingRun(LeasedJob):
     serving_model = models.ForeignKey(
         "generation.ServingModel", on_delete=models.RESTRICT, related_name="training_runs"
     )
-    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
     #: ``finetune.training.TrainConfig.to_dict()``: the defaults with the expert's knobs applied.
     config = models.JSONField(default=dict, blank=True)
     #: ``finetune.dataset.Dataset.summary()`` when the run started: counts per source, split sizes.
@@ -65,7 +54,7 @@ class TrainingRun(LeasedJob):
 
     @property
     def is_final(self) -> bool:
-        return self.status in FINAL_RUN_STATUSES
+        return self.status in FINAL_STATUSES
 
     @property
     def percent(self) -> int:

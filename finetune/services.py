@@ -20,9 +20,9 @@ from audit.services import record
 from billing import services as billing
 from core.errors import Conflict, InvalidInput, NotFound
 from finetune import dataset, dispatch, storage, training
-from finetune.models import RunStatus, TrainingRun
+from finetune.models import TrainingRun
 from generation import registry
-from generation.models import BrandAdapter, ProjectGenerationSettings, ServingModel
+from generation.models import BrandAdapter, JobStatus, ProjectGenerationSettings, ServingModel
 
 if TYPE_CHECKING:
     from apikeys.models import ApiKey
@@ -94,7 +94,7 @@ def start_training_run(
         raise InvalidInput(str(exc), code="invalid_config", fields={"config": [str(exc)]}) from exc
     with transaction.atomic():
         type(project).objects.select_for_update().filter(pk=project.pk).first()
-        busy = TrainingRun.objects.filter(project=project, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).first()
+        busy = TrainingRun.objects.filter(project=project, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).first()
         if busy is not None:
             raise Conflict(
                 gettext("A brand model of this project is already training (%(pk)s); wait for it or cancel it.")
@@ -135,8 +135,8 @@ def cancel_training_run(*, organization: Organization, run: TrainingRun, actor: 
         now = timezone.now()
         locked.cancel_requested_at = locked.cancel_requested_at or now
         fields = ["cancel_requested_at"]
-        if locked.status == RunStatus.QUEUED:
-            locked.status = RunStatus.CANCELED
+        if locked.status == JobStatus.QUEUED:
+            locked.status = JobStatus.CANCELED
             locked.failure_reason = gettext("Canceled before it started.")
             locked.finished_at = now
             fields += ["status", "failure_reason", "finished_at"]

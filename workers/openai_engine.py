@@ -442,7 +442,8 @@ class OpenAIEngine:
             for name, path in self._served_adapters():
                 if name.startswith(zero_adapter.NAME_PREFIX):  # another worker's twin: the server has it
                     self._zero = AdapterRef(name=name, path=path)
-                if self._zero is not None or self._make_zero(path):
+                    break
+                if self._make_zero(path):
                     break
         return self._zero
 

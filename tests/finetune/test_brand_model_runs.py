@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from billing.models import LedgerEntry
 from finetune import dataset, dispatch, evaluation, execution, services, storage, training
-from finetune.models import RunStatus, TrainingRun
-from generation.models import BrandAdapter, BrandVoice
+from finetune.models import TrainingRun
+from generation.models import BrandAdapter, BrandVoice, JobStatus
 from tests.support.finetune_factories import BrandAdapterFactory, write_adapter_files
 from tests.support.generation_factories import VariantFactory
 
@@ -204,7 +204,7 @@ def test_run_trains_stores_the_next_version_and_bills_once(cast, fake, enqueued,
     with django_capture_on_commit_callbacks(execute=True):
         done = execution.run_training(run.pk)
 
-    assert done.status == RunStatus.SUCCEEDED
+    assert done.status == JobStatus.SUCCEEDED
     adapter = done.adapter
     assert adapter.version == 2 and adapter.beats_base and adapter.evaluation["heldout_examples"] == 5
     assert not adapter.is_active  # the project has an active one: switching is the marketer's decision
@@ -235,7 +235,7 @@ def test_worker_killed_mid_training_resumes_from_checkpoint_and_bills_once(
     with pytest.raises(WorkerKilled):
         execution.run_training(run.pk)
     run.refresh_from_db()
-    assert run.status == RunStatus.RUNNING and run.progress["step"] == 4 and _charges(run) == 0
+    assert run.status == JobStatus.RUNNING and run.progress["step"] == 4 and _charges(run) == 0
     # when: its lease expires, the reconciler re-queues it and another worker takes it
     TrainingRun.objects.filter(pk=run.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     enqueued.clear()
@@ -246,7 +246,7 @@ def test_worker_killed_mid_training_resumes_from_checkpoint_and_bills_once(
     # then: resumed at step 4, one adapter, one charge
     assert [call["resumed_from"] for call in fake.calls] == [0, 4]
     assert fake.calls[0]["examples"] == fake.calls[1]["examples"]
-    assert done.status == RunStatus.SUCCEEDED and done.attempts == 2 and again is None
+    assert done.status == JobStatus.SUCCEEDED and done.attempts == 2 and again is None
     assert BrandAdapter.objects.filter(project=cast.project).count() == 1
     assert _charges(run) == 1
     assert [p[0] for p in done.progress["points"]] == [1, 2, 3, 4, 5, 6]
@@ -266,7 +266,7 @@ def test_run_that_keeps_losing_its_worker_fails_with_reason_and_charges_nothing(
     assert execution.run_training(run.pk) is None
 
     run.refresh_from_db()
-    assert run.status == RunStatus.FAILED and "worker was lost" in run.failure_reason
+    assert run.status == JobStatus.FAILED and "worker was lost" in run.failure_reason
     assert _charges(run) == 0 and not BrandAdapter.objects.exists()
 
 
@@ -283,7 +283,7 @@ def test_training_error_fails_the_run_with_reason_and_charges_nothing(
 
     done = execution.run_training(run.pk)
 
-    assert done.status == RunStatus.FAILED and "out of memory" in done.failure_reason
+    assert done.status == JobStatus.FAILED and "out of memory" in done.failure_reason
     assert _charges(done) == 0 and not BrandAdapter.objects.exists()
     assert not storage.run_folder(done).exists()
 
@@ -295,7 +295,7 @@ def test_cancel_stops_a_running_run_without_charge(cast, fake, enqueued, django_
 
     done = execution.run_training(run.pk)
 
-    assert done.status == RunStatus.CANCELED and "canceled at step 2" in done.failure_reason
+    assert done.status == JobStatus.CANCELED and "canceled at step 2" in done.failure_reason
     assert _charges(done) == 0 and not BrandAdapter.objects.exists()
 
 
@@ -358,7 +358,7 @@ def test_evaluation_gets_the_voice_the_training_copy_and_each_held_out_briefs_co
     # when
     done = execution.run_training(run.pk)
     # then
-    assert done.status == RunStatus.SUCCEEDED
+    assert done.status == JobStatus.SUCCEEDED
     assert seen["heldout"][-1].assistant == "Newest approved copy."
     assert seen["constraints"][-1] == {"max_chars": 120} and seen["constraints"][0] == {}
     assert seen["voice"].tone == "warm" and len(seen["approved"]) == 45

@@ -9,9 +9,9 @@ import factory
 from django.conf import settings
 from factory.django import DjangoModelFactory
 
-from finetune.models import RunStatus, TrainingRun
+from finetune.models import TrainingRun
 from generation import registry
-from generation.models import BrandAdapter
+from generation.models import BrandAdapter, JobStatus
 from tests.support.factories import ProjectFactory
 
 
@@ -29,7 +29,7 @@ class TrainingRunFactory(DjangoModelFactory[TrainingRun]):
     project = factory.SubFactory(ProjectFactory)
     organization = factory.LazyAttribute(lambda run: run.project.organization)
     serving_model = factory.LazyFunction(registry.default_model)
-    status = RunStatus.SUCCEEDED
+    status = JobStatus.SUCCEEDED
     config = factory.LazyFunction(lambda: {"rank": 16, "epochs": 3})
     progress = factory.LazyFunction(lambda: {"step": 2, "total_steps": 2, "points": [[1, 2.5], [2, 1.9]]})
 
