@@ -186,8 +186,10 @@ def latency_run(args: argparse.Namespace, web: Any) -> float:
     drive(web.base_url, setup, min(args.rps, 20.0), 2.0)  # warm: connections, imports, the cache
     assert web.process is not None
     cpu_before, load_before = server_cpu_s(web.process.pid), os.getloadavg()[0]
+    client_before = time.process_time()
     latencies, statuses, achieved = drive(web.base_url, setup, args.rps, args.duration)
     cpu_per_call_ms = (server_cpu_s(web.process.pid) - cpu_before) * 1000 / max(len(latencies), 1)
+    client_per_call_ms = (time.process_time() - client_before) * 1000 / max(len(latencies), 1)
     load_after = os.getloadavg()[0]
     exposures = Assignment.objects.filter(experiment_id=setup.experiment_id)
     units = exposures.values("unit").distinct().count()
@@ -199,6 +201,7 @@ def latency_run(args: argparse.Namespace, web: Any) -> float:
     print(f"latency ms: p50 {percentile(latencies, 50):.1f}  p95 {percentile(latencies, 95):.1f}  "
           f"p99 {percentile(latencies, 99):.1f}  max {max(latencies, default=float('nan')):.1f}")
     print(f"web CPU per call: {cpu_per_call_ms:.1f} ms (gunicorn master and workers, user + system); "
+          f"this load generator's: {client_per_call_ms:.1f} ms; "
           f"machine load average {load_before:.1f} before, {load_after:.1f} after ({os.cpu_count()} CPUs)")
     print(f"exposures: {exposures.count()} for {units} units (sticky: one each)")
     if exposures.count() != units:

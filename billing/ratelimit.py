@@ -33,9 +33,11 @@ Every API response carries the headers of the tighter limit (the fewer calls lef
   epoch seconds (rounded up): the moment one more call is allowed again;
 
 and a 429 ``{"code": "rate_limited", "detail": ...}`` adds ``Retry-After`` (seconds).
-The plan is read once per request (with the API key's own lookup), never cached
-longer: a changed limit applies to the next call (and starts a fresh window, since
-counters are keyed by their limit).
+For an API key the plan is a per-process copy at most ``API_KEY_CACHE_S`` old (an
+API call spends no query on it; admission still reads the plan fresh before any
+work is charged): a changed limit applies within that time (and starts a fresh
+window, since counters are keyed by their limit). A signed-in member's plan is
+read on each call.
 If Redis cannot be reached, calls go through without limits or
 headers (logged), rather than the API failing with Redis.
 """
@@ -64,6 +66,7 @@ from apikeys.models import ApiKey
 from apikeys.services import authenticate_request_key
 from billing.plans import current_plan, loaded_subscription
 from core.errors import DomainError
+from core.memo import ExpiringCache
 from organizations.tenancy import tenant_for_user
 
 if TYPE_CHECKING:
@@ -130,7 +133,7 @@ def limits_for(request: HttpRequest) -> list[Limit]:
     """The limits of the caller, narrowest first. Looks the plan up once (no caching across requests)."""
     api_key = _api_key(request)
     if api_key is not None:
-        plan = current_plan(api_key.organization, subscription=loaded_subscription(api_key.organization))
+        plan = _plan_for_limits(api_key.organization)
         return [
             Limit(
                 "key", str(api_key.pk), plan.api_rate_limit_per_minute,
@@ -150,6 +153,19 @@ def limits_for(request: HttpRequest) -> list[Limit]:
     per_minute = settings.API_RATE_LIMIT_ANONYMOUS_PER_MINUTE
     who = gettext("a client without credentials at %(address)s") % {"address": address}
     return [Limit("address", address, per_minute, who)]
+
+
+#: Organization id -> its plan as last read.
+_known_plans: ExpiringCache[Plan] = ExpiringCache(4096, lambda: settings.API_KEY_CACHE_S)
+
+
+def _plan_for_limits(organization: Organization) -> Plan:
+    """The organization's plan as its rate limits read it: read again once ``API_KEY_CACHE_S`` old."""
+    plan = _known_plans.get(organization.pk)
+    if plan is None:
+        plan = current_plan(organization, subscription=loaded_subscription(organization))
+        _known_plans.put(organization.pk, plan)
+    return plan
 
 
 def _organization_limit(organization: Organization, plan: Plan) -> Limit:

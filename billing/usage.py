@@ -110,11 +110,8 @@ def _date(value: str, field: str) -> date:
             raise ValueError(value)
         return date.fromisoformat(value)
     except ValueError:
-        raise _bad_date(field, "must be a date like 2026-01-31") from None
-
-
-def _bad_date(field: str, problem: str) -> InvalidInput:
-    return InvalidInput(f"{field} {problem}.", code="invalid_date", fields={field: [f"{field.title()} {problem}."]})
+        message = gettext("%(field)s must be a date like 2026-01-31.") % {"field": field}
+        raise InvalidInput(message, code="invalid_date", fields={field: [message]}) from None
 
 
 def _midnight(day: date) -> datetime:
@@ -287,6 +284,7 @@ def plan_limits(plan: Plan) -> dict[str, Any]:
         "max_concurrent_jobs": plan.max_concurrent_jobs,
         "max_variants_per_job": plan.max_variants_per_job,
         "max_members": plan.max_members,
+        "max_running_experiments": plan.max_running_experiments,
         "api_rate_limit_per_minute": plan.api_rate_limit_per_minute,
         "org_rate_limit_per_minute": plan.org_rate_limit_per_minute,
     }

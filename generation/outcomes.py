@@ -12,9 +12,8 @@ Why these choices, with a dozen data points in 384 dimensions:
 * the lift of an arm is its posterior mean rate over its experiment's mean arm rate, minus 1: relative,
   so a 2% email and a 10% landing page teach on one scale, and the Beta(1, 1) prior keeps an arm that
   converted nobody in 50 exposures from reading as -100%;
-* ridge in its dual form (``X^T (X X^T + alpha I)^-1 y``, the same solution as scikit-learn's ``Ridge``
-  without a dependency for one line of algebra) with a strong ``RIDGE_ALPHA``: with few points the fit is
-  close to the direction from the losers' centroid to the winners', which is what one should trust;
+* scikit-learn's ``Ridge`` with a strong ``RIDGE_ALPHA``: with few points the fit is close to the
+  direction from the losers' centroid to the winners', which is what one should trust;
 * points weighted by nothing but their count: every experiment the project concluded counts.
 
 Generation sits above experiments and never imports it: the experiments app registers where concluded
@@ -89,15 +88,15 @@ def relative_lifts(arms: Sequence[TestedArm]) -> np.ndarray:
 
 def fit(arms: Sequence[TestedArm], vectors: np.ndarray) -> OutcomeModel:
     """Ridge regression of the arms' relative lifts on their embeddings (rows of ``vectors``)."""
+    # Imported here: scikit-learn takes about a second to load, paid only by a process that fits.
+    from sklearn.linear_model import Ridge
+
     x = np.asarray(vectors, dtype=np.float64)
-    y = relative_lifts(arms)
-    mean, centred_y = x.mean(axis=0), y - y.mean()
-    centred = x - mean
-    dual = np.linalg.solve(centred @ centred.T + RIDGE_ALPHA * np.eye(len(x)), centred_y)
-    coef = centred.T @ dual
+    mean = x.mean(axis=0)
+    coef = Ridge(alpha=RIDGE_ALPHA).fit(x, relative_lifts(arms)).coef_
     # The spread of what the fit predicts for the arms it saw: a text predicted one such spread above
     # the average arm scores 0.73, whatever the project's typical lifts are.
-    spread = float(np.std(centred @ coef))
+    spread = float(np.std((x - mean) @ coef))
     return OutcomeModel(
         experiments=len({a.experiment_id for a in arms}),
         arms=len(arms),

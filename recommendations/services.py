@@ -431,6 +431,8 @@ def create_campaign(
         titles = [item["title"] for item in top[first.pk]]
         generation.validate_inputs(version, customer_inputs(version, first, titles, extra_inputs))
     with transaction.atomic():
+        if running is not None:
+            running = _lock_running(running)
         campaign = Campaign.objects.create(
             organization=organization,
             project=project,
@@ -502,12 +504,7 @@ def _campaign_experiment(
     )
     if found is None:
         raise _experiment_error(gettext("The experiment must be one of this project's experiments."))
-    if not found.is_running:
-        raise _experiment_error(
-            gettext("The experiment %(name)r is %(status)s; a campaign can only run as a running experiment.")
-            % {"name": found.name, "status": found.status},
-            code="experiment_not_running",
-        )
+    _require_running(found)
     if not isinstance(landing_url, str):
         raise _experiment_error(gettext("landing_url must be a URL."), "landing_url", "invalid_landing_url")
     try:
@@ -518,6 +515,28 @@ def _campaign_experiment(
             "landing_url", exc.code,
         ) from None
     return found, target
+
+
+def _require_running(experiment: Experiment) -> None:
+    if not experiment.is_running:
+        raise _experiment_error(
+            gettext("The experiment %(name)r is %(status)s; a campaign can only run as a running experiment.")
+            % {"name": experiment.name, "status": experiment.status},
+            code="experiment_not_running",
+        )
+
+
+def _lock_running(experiment: Experiment) -> Experiment:
+    """The experiment again, locked until the campaign commits, and still running.
+
+    Stopping and concluding take the same row lock: a stop at this instant either waits for the
+    campaign (whose exposures then predate it) or is seen here, and the campaign is refused. A share
+    lock would let two campaigns proceed together, but Django offers none; campaigns of one
+    experiment are rare enough to queue.
+    """
+    locked = Experiment.objects.select_for_update(no_key=True).get(pk=experiment.pk)
+    _require_running(locked)
+    return locked
 
 
 def _is_uuid(value: Any) -> bool:

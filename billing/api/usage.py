@@ -37,6 +37,9 @@ class PlanSerializer(serializers.Serializer):  # type: ignore[type-arg]
     max_concurrent_jobs = serializers.IntegerField()
     max_variants_per_job = serializers.IntegerField()
     max_members = serializers.IntegerField()
+    max_running_experiments = serializers.IntegerField(
+        allow_null=True, help_text="Experiments running at once in the organization; null: no limit."
+    )
     api_rate_limit_per_minute = serializers.IntegerField(help_text="API calls per minute per key.")
     org_rate_limit_per_minute = serializers.IntegerField(help_text="API calls per minute for the organization.")
 

@@ -154,8 +154,8 @@ class ExperimentViewSet(
         unit = query["unit"].strip()
         if not unit or not storable_text(unit):
             raise InvalidInput(
-                "unit: must be a non-empty id without control characters.", code="invalid_unit",
-                fields={"unit": ["invalid"]},
+                gettext("%(field)s: must be a non-empty id without control characters.") % {"field": "unit"},
+                code="invalid_unit", fields={"unit": ["invalid"]},
             )
         target = serving.click_target(experiment, query.get("target", ""))
         if experiment.status == Status.CONCLUDED:
@@ -233,8 +233,9 @@ def _units(units: list[str]) -> list[str]:
     for index, unit in enumerate(cleaned):
         if not unit or not storable_text(unit):  # the rule of assign's unit, so both paths take the same ids
             raise InvalidInput(
-                f"units[{index}]: must be a non-empty id without a NUL character.", code="invalid_unit",
-                fields={"units": [f"[{index}]: invalid"]},
+                gettext("%(field)s[%(index)s]: must be a non-empty id without a NUL character.")
+                % {"field": "units", "index": index},
+                code="invalid_unit", fields={"units": [f"[{index}]: invalid"]},
             )
     return cleaned
 

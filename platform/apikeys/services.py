@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import re
@@ -11,13 +12,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
 from apikeys.models import ApiKey, Scope
 from audit.services import record
 from core.errors import Conflict, InvalidInput
+from core.memo import ExpiringCache
 from organizations.models import Organization, Role
 from organizations.services import require_role
 
@@ -103,20 +105,66 @@ def parse_key(raw_key: str) -> str | None:
 
 
 def authenticate_key(raw_key: str) -> ApiKey | None:
-    """The active key matching ``raw_key``, or None. Revocation is read from the DB on every call."""
+    """The active key matching ``raw_key``, or None.
+
+    Revocation and expiry are read from the database on every call, by one small query on the key's
+    own row. The organization and project that come with the key are a per-process copy at most
+    ``API_KEY_CACHE_S`` old: loading them with the ORM on every call cost more CPU than the rest of a
+    small API call (``bench.experiments``' assign). The subscription is not part of it: admission
+    reads it fresh (``billing.loaded_subscription``), so a suspension or plan change is never judged
+    by an old copy.
+    """
     prefix = parse_key(raw_key)
     if prefix is None:
         return None
-    api_key = (
-        ApiKey.objects.active()
-        # The subscription and plan come along: every API call's rate limit needs them (billing.ratelimit).
-        .select_related("organization__subscription__plan", "project")
-        .filter(prefix=prefix)
-        .first()
-    )
-    if api_key is None or not hmac.compare_digest(api_key.secret_hash, hash_secret(raw_key)):
+    with connection.cursor() as cursor:
+        cursor.execute(_CURRENT_KEY_SQL, [prefix, timezone.now()])
+        row = cursor.fetchone()
+    if row is None or not hmac.compare_digest(row[3], hash_secret(raw_key)):
         return None
-    _touch(api_key)
+    loaded = _loaded_key(prefix, _KeyRow(*row))
+    if loaded is None:  # deleted between the two queries
+        return None
+    _touch(loaded)
+    # The caller's own copies: a subscription or anything else a request caches on its key or
+    # organization stays with that request.
+    api_key = copy.copy(loaded)
+    api_key.organization = copy.copy(loaded.organization)
+    if loaded.project is not None:
+        api_key.project = copy.copy(loaded.project)
+    return api_key
+
+
+# The key's row, active: parameters are the prefix and now. Plain SQL, compiled once, not per call;
+# the table name is the model's own, nothing from a request.
+_CURRENT_KEY_SQL = (
+    f"SELECT id, scope, project_id, secret_hash FROM {ApiKey._meta.db_table} "  # noqa: S608
+    "WHERE prefix = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > %s)"
+)
+
+
+@dataclass(frozen=True)
+class _KeyRow:
+    id: Any
+    scope: str
+    project_id: Any
+    secret_hash: str
+
+
+#: Keys loaded with their organization and project, by prefix.
+_loaded: ExpiringCache[ApiKey] = ExpiringCache(1024, lambda: settings.API_KEY_CACHE_S)
+
+
+def _loaded_key(prefix: str, row: _KeyRow) -> ApiKey | None:
+    cached = _loaded.get(prefix)
+    # The same key (a deleted key's prefix is never reused, but be sure) as its row reads now.
+    if cached is not None and (cached.pk, cached.scope, cached.project_id) == (row.id, row.scope, row.project_id):
+        return cached
+    try:
+        api_key = ApiKey.objects.select_related("organization", "project").get(pk=row.id)
+    except ApiKey.DoesNotExist:
+        return None
+    _loaded.put(prefix, api_key)
     return api_key
 
 

@@ -200,13 +200,16 @@ def test_a_refused_call_is_not_counted(cast, key_for):
 
 
 @pytest.mark.django_db
-def test_a_changed_plan_applies_to_the_next_call(cast, key_for):
+def test_a_changed_plan_applies_once_the_cached_plan_is_older_than_api_key_cache_s(cast, key_for, settings):
+    settings.API_KEY_CACHE_S = 3600
     plan = _limited(cast.org, per_key=5, per_org=100)
     client, _, _ = key_for("read")
     assert client.get(PROJECTS)["X-RateLimit-Limit"] == "5"
 
     Plan.objects.filter(pk=plan.pk).update(api_rate_limit_per_minute=7)
 
+    assert client.get(PROJECTS)["X-RateLimit-Limit"] == "5"  # the process's copy, under an hour old
+    settings.API_KEY_CACHE_S = 0
     assert client.get(PROJECTS)["X-RateLimit-Limit"] == "7"
 
 

@@ -230,6 +230,9 @@ def test_members_read_the_subscription(cast, client_for):
     assert body["pending_plan"] is None
     assert body["status"] == "active"
     assert {"free", "starter", "pro", "enterprise"} <= {plan["code"] for plan in body["plans"]}
+    # the cap on running experiments, null where the plan has none
+    caps = {plan["code"]: plan["max_running_experiments"] for plan in body["plans"]}
+    assert (caps["free"], caps["starter"], caps["pro"], caps["enterprise"]) == (1, 3, 20, None)
     assert not Subscription.objects.filter(organization=cast.org).exists()  # reading wrote nothing
 
 

@@ -167,6 +167,26 @@ def test_an_experiment_that_is_not_this_projects_or_not_running_is_a_400(cast, s
     assert not Campaign.objects.exists() and not Assignment.objects.exists()
 
 
+def test_an_experiment_stopped_while_the_campaign_is_prepared_refuses_it_and_records_nothing(
+    cast, shop, watched, monkeypatch
+):
+    experiment = _running(cast.project)
+    checked = services._campaign_experiment
+
+    def checked_then_stopped(*args, **kwargs):
+        found, landing_url = checked(*args, **kwargs)  # running when looked at...
+        experiments.stop_experiment(experiment=found)  # ...stopped before the campaign's transaction
+        return found, landing_url
+
+    monkeypatch.setattr(services, "_campaign_experiment", checked_then_stopped)
+
+    with pytest.raises(services.InvalidInput) as refused:
+        _create(cast, experiment)
+
+    assert refused.value.code == "experiment_not_running"
+    assert not Campaign.objects.exists() and not Assignment.objects.exists()
+
+
 def test_outsider_sees_no_experiment_campaign(cast, shop, client_for, client, watched):
     campaign = _create(cast, _running(cast.project))
     outsider = client_for(cast.outsider)

@@ -75,6 +75,58 @@ def test_revoked_key_is_listed_as_inactive(cast, key_for, client_for):
     assert listed["revoked_at"] is not None
 
 
+def test_a_key_revoked_behind_the_services_back_fails_on_its_next_call_although_its_organization_is_cached(
+    cast, key_for, settings
+):
+    """The organization and project are reused for API_KEY_CACHE_S; the key's own row is read every call."""
+    settings.API_KEY_CACHE_S = 3600
+    key_client, api_key, _ = key_for("write")
+    assert key_client.get("/api/v1/projects/").status_code == 200  # loaded and cached
+
+    ApiKey.objects.filter(pk=api_key.pk).update(revoked_at=timezone.now())  # no service, no signal
+
+    _assert_401(key_client.get("/api/v1/projects/"))
+
+
+def test_a_cached_key_costs_one_small_query_and_each_call_gets_its_own_copy(cast, key_for, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apikeys.services import authenticate_key
+
+    settings.API_KEY_CACHE_S = 3600
+    _, api_key, raw = key_for("write")
+    first = authenticate_key(raw)
+    first.organization.name = "Changed by one request"  # a request's own business
+
+    with CaptureQueriesContext(connection) as queries:
+        second = authenticate_key(raw)
+
+    assert second.pk == api_key.pk and second.organization.pk == cast.org.pk
+    assert second.organization.name == cast.org.name  # not the first caller's change
+    assert second is not first and second.organization is not first.organization
+    assert len(queries.captured_queries) == 1, [q["sql"] for q in queries.captured_queries]
+    assert "apikeys_apikey" in queries.captured_queries[0]["sql"]
+    # the subscription is never part of the copy: admission reads it fresh
+    assert not type(second.organization).subscription.is_cached(second.organization)
+
+
+def test_with_no_cache_the_key_is_loaded_on_every_call(cast, key_for, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apikeys.services import authenticate_key
+
+    settings.API_KEY_CACHE_S = 0
+    _, _, raw = key_for("write")
+    authenticate_key(raw)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert authenticate_key(raw) is not None
+
+    assert len(queries.captured_queries) == 2  # the row, then the key with its organization and project
+
+
 def test_expired_key_gets_401(cast, key_for):
     key_client, api_key, _ = key_for("write")
     ApiKey.objects.filter(pk=api_key.pk).update(expires_at=timezone.now() - timedelta(seconds=1))

@@ -251,3 +251,21 @@ def test_bin_start_serves_the_seeded_demo_and_runs_a_job_once_ready(empty_databa
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+# --- the README's configuration table ------------------------------------------------------------
+
+#: ``env.int("NAME", ...)``, ``env("NAME")`` and the like, a call possibly split over lines.
+_ENV_READ = re.compile(r"\benv(?:\.\w+)?\(\s*\"([A-Z][A-Z0-9_]+)\"")
+
+
+def test_every_setting_read_from_the_environment_is_documented_in_the_readme():
+    """An operator learns the knobs from the README's table: a new ``env.*("NAME")`` in the settings
+    without a line there is a setting nobody can find."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    settings_dir = REPO_ROOT / "platform" / "config" / "settings"
+    read = {name for path in settings_dir.glob("*.py") if path.name != "test.py"
+            for name in _ENV_READ.findall(path.read_text())}
+
+    assert len(read) > 50  # the pattern still finds the settings
+    assert sorted(name for name in read if f"`{name}`" not in readme) == []

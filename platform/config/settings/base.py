@@ -210,6 +210,11 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Loom <no-reply@local
 # --- API -----------------------------------------------------------------------------------
 
 API_KEY_PREFIX = "loom_"
+#: Seconds a process reuses an API key's organization and project (apikeys.services.authenticate_key)
+#: and an organization's plan for its rate limits (billing.ratelimit) before reading them again.
+#: Revocation and expiry are checked on every call, and admission reads the plan fresh, whatever this
+#: says. 0: read on every call.
+API_KEY_CACHE_S = env.float("API_KEY_CACHE_S", default=30.0, validate=lambda v: v >= 0)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "apikeys.authentication.ApiKeyAuthentication",

@@ -127,7 +127,8 @@ class TenantViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
         queryset = self.filter_queryset(self.get_queryset())
         value = self.kwargs[self.lookup_url_kwarg or self.lookup_field]
         try:
-            found = self._named(queryset, value).first()
+            # A slice, not ``first()``: one row by its id needs no ORDER BY compiled and sent on every call.
+            found = next(iter(self._named(queryset, value)[:1]), None)
         except (TypeError, ValueError, DjangoValidationError):  # not an id at all: nothing has it
             found = None
         if found is None:
