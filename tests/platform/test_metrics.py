@@ -20,6 +20,7 @@ import pytest
 import requests
 import yaml
 from django.conf import settings
+from django.db import transaction
 from django.test import Client, override_settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -363,7 +364,12 @@ def test_a_scrape_during_a_real_job_finds_the_counters_moving(cast, key_for, gen
     response = client.post("/api/v1/jobs/", body, format="json")
     assert response.status_code == 201, response.json()
     job_id = response.json()["id"]
-    during = scrape(metrics_client)
+    # The job's row locked while /metrics is read: the worker cannot finish it meanwhile (a short job on a
+    # warm worker could otherwise end before the scrape counts it in flight), and reads do not wait.
+    with transaction.atomic():
+        locked = GenerationJob.objects.select_for_update().get(pk=job_id)
+        assert locked.finished_at is None, "the job ended before its row could be locked"
+        during = scrape(metrics_client)
     job = _wait_for(lambda: GenerationJob.objects.filter(pk=job_id, finished_at__isnull=False).first(), 180, "the job")
     assert job.status == JobStatus.SUCCEEDED, job.failure_reason
 
