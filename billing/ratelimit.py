@@ -130,7 +130,8 @@ class Outcome:
 
 
 def limits_for(request: HttpRequest) -> list[Limit]:
-    """The limits of the caller, narrowest first. Looks the plan up once (no caching across requests)."""
+    """The limits of the caller, narrowest first. A key's plan comes from ``_plan_for_limits`` (at most
+    ``API_KEY_CACHE_S`` old); a signed-in member's is read now."""
     api_key = _api_key(request)
     if api_key is not None:
         plan = _plan_for_limits(api_key.organization)

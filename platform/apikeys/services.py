@@ -135,8 +135,9 @@ def authenticate_key(raw_key: str) -> ApiKey | None:
     return api_key
 
 
-# The key's row, active: parameters are the prefix and now. Plain SQL, compiled once, not per call;
-# the table name is the model's own, nothing from a request.
+# The key's row, active: parameters are the prefix and now. The same test as ApiKeyQuerySet.active()
+# (change both together), as plain SQL compiled once instead of per call; the table name is the
+# model's own, nothing from a request.
 _CURRENT_KEY_SQL = (
     f"SELECT id, scope, project_id, secret_hash FROM {ApiKey._meta.db_table} "  # noqa: S608
     "WHERE prefix = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > %s)"
